@@ -1,0 +1,125 @@
+"""Routes under ``/api/v1/operators/image-search``."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse
+
+from ..runtime import Runtime
+from ..service.importer import ImportItem
+from ..store import ImageRecord, LibraryRecord
+from .envelope import Envelope, ok
+from .schemas import (
+    CreateLibraryRequest,
+    ImageOut,
+    ImportImagesOut,
+    ImportImagesRequest,
+    LibraryOut,
+    SearchByImageRequest,
+    SearchByTextRequest,
+    SearchResults,
+    UpdateTagsRequest,
+)
+
+PREFIX = "/api/v1/operators/image-search"
+
+router = APIRouter(prefix=PREFIX)
+
+
+def _rt(request: Request) -> Runtime:
+    return request.app.state.runtime
+
+
+def _library(record: LibraryRecord) -> dict:
+    return {
+        "library_name": record.name,
+        "mode": record.mode,
+        "model": record.model_id,
+        "dims": record.dims,
+        "image_count": record.image_count,
+        "created_at": record.created_at,
+    }
+
+
+def _image(record: ImageRecord) -> dict:
+    return asdict(record)
+
+
+@router.post("/search/by-image", response_model=Envelope[SearchResults], tags=["search"])
+def search_by_image(body: SearchByImageRequest, request: Request) -> dict:
+    """Images most similar to the query image, best first."""
+    results = _rt(request).search.by_image(
+        body.library_name, body.image_base64, body.top_k, body.tag_filter, body.return_image_base64
+    )
+    return ok({"results": [asdict(r) for r in results]})
+
+
+@router.post("/search/by-text", response_model=Envelope[SearchResults], tags=["search"])
+def search_by_text(body: SearchByTextRequest, request: Request) -> dict:
+    """Images matching a text description, best first (general_search libraries only)."""
+    results = _rt(request).search.by_text(
+        body.library_name, body.query_text, body.top_k, body.tag_filter, body.return_image_base64
+    )
+    return ok({"results": [asdict(r) for r in results]})
+
+
+@router.post("/libraries", status_code=201, response_model=Envelope[LibraryOut], tags=["libraries"])
+def create_library(body: CreateLibraryRequest, request: Request) -> dict:
+    return ok(_library(_rt(request).libraries.create(body.library_name, body.mode, body.model)))
+
+
+@router.get("/libraries", response_model=Envelope[list[LibraryOut]], tags=["libraries"])
+def list_libraries(request: Request) -> dict:
+    return ok([_library(r) for r in _rt(request).libraries.list()])
+
+
+@router.get("/libraries/{library_name}", response_model=Envelope[LibraryOut], tags=["libraries"])
+def get_library(library_name: str, request: Request) -> dict:
+    return ok(_library(_rt(request).libraries.get(library_name)))
+
+
+@router.delete("/libraries/{library_name}", response_model=Envelope[None], tags=["libraries"])
+def delete_library(library_name: str, request: Request) -> dict:
+    _rt(request).libraries.delete(library_name)
+    return ok(None)
+
+
+@router.post(
+    "/libraries/{library_name}/images", status_code=201, response_model=Envelope[ImportImagesOut], tags=["images"]
+)
+def import_images(library_name: str, body: ImportImagesRequest, request: Request) -> dict:
+    """Import up to 1000 images, all or nothing: the first bad image fails the request."""
+    items = [
+        ImportItem(
+            image_id=i.image_id, image_uri=i.image_uri, image_base64=i.image_base64, tags=i.tags, where=f"images[{n}]"
+        )
+        for n, i in enumerate(body.images)
+    ]
+    outcome = _rt(request).importer.import_items(library_name, items, skip_existing=body.skip_existing, atomic=True)
+    return ok({"added": outcome.added, "skipped": outcome.skipped})
+
+
+@router.get("/libraries/{library_name}/images", response_model=Envelope[list[ImageOut]], tags=["images"])
+def list_images(
+    library_name: str, request: Request, offset: int = Query(0, ge=0), limit: int = Query(100, ge=1, le=1000)
+) -> dict:
+    return ok([_image(r) for r in _rt(request).libraries.list_images(library_name, offset, limit)])
+
+
+@router.get("/libraries/{library_name}/images/{image_id}", response_model=Envelope[ImageOut], tags=["images"])
+def get_image(library_name: str, image_id: str, request: Request) -> dict:
+    return ok(_image(_rt(request).libraries.get_image(library_name, image_id)))
+
+
+@router.patch("/libraries/{library_name}/images/{image_id}", response_model=Envelope[ImageOut], tags=["images"])
+def update_tags(library_name: str, image_id: str, body: UpdateTagsRequest, request: Request) -> dict:
+    """Replace the image's tags."""
+    return ok(_image(_rt(request).libraries.update_tags(library_name, image_id, body.tags)))
+
+
+@router.delete("/libraries/{library_name}/images/{image_id}", response_model=Envelope[None], tags=["images"])
+def delete_image(library_name: str, image_id: str, request: Request) -> dict:
+    _rt(request).libraries.delete_image(library_name, image_id)
+    return ok(None)

@@ -1,0 +1,80 @@
+"""Request and response bodies of the operator image-search API."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+TagFilter = Any  # validated by lookalike.filters.parse_filter, which names the failing path
+
+
+class SearchByImageRequest(BaseModel):
+    library_name: str = Field(description="Library to search.")
+    image_base64: str = Field(description="Query image: base64 JPEG, PNG, WebP or GIF, at most 5 MB.")
+    top_k: int = Field(10, ge=1, le=100, description="Number of results, 1..100.")
+    tag_filter: TagFilter = Field(None, description="Boolean filter on tags; see the README's tag_filter language.")
+    return_image_base64: bool = Field(False, description="Return each result's stored image as base64.")
+
+
+class SearchByTextRequest(BaseModel):
+    library_name: str
+    query_text: str = Field(description="What to look for, e.g. 'a red dress'. general_search libraries only.")
+    top_k: int = Field(10, ge=1, le=100)
+    tag_filter: TagFilter = None
+    return_image_base64: bool = False
+
+
+class SearchResultOut(BaseModel):
+    image_id: str
+    image_uri: str | None
+    image_base64: str | None = None
+    score: float = Field(description="0..1, monotone in similarity: >0.9 same item, 0.7..0.9 similar.")
+    tags: dict[str, Any]
+
+
+class SearchResults(BaseModel):
+    results: list[SearchResultOut]
+
+
+class CreateLibraryRequest(BaseModel):
+    library_name: str
+    mode: Literal["general_search", "item_search"] = "general_search"
+    model: str | None = Field(None, description="Model id; the server default when absent.")
+
+
+class LibraryOut(BaseModel):
+    library_name: str
+    mode: str
+    model: str
+    dims: dict[str, int]
+    image_count: int
+    created_at: float = Field(description="Unix time, seconds.")
+
+
+class ImageIn(BaseModel):
+    image_id: str | None = Field(None, description="Unique per library; generated when absent.")
+    image_uri: str | None = Field(None, description="Kept verbatim; read for pixels when a local path.")
+    image_base64: str | None = None
+    tags: dict[str, Any] = Field(default_factory=dict)
+
+
+class ImportImagesRequest(BaseModel):
+    images: list[ImageIn] = Field(min_length=1, max_length=1000)
+    skip_existing: bool = Field(False, description="Skip images whose image_id is stored (else 409).")
+
+
+class ImportImagesOut(BaseModel):
+    added: list[str]
+    skipped: list[str]
+
+
+class ImageOut(BaseModel):
+    image_id: str
+    image_uri: str | None
+    tags: dict[str, Any]
+    created_at: float
+
+
+class UpdateTagsRequest(BaseModel):
+    tags: dict[str, Any]

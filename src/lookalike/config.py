@@ -1,0 +1,70 @@
+"""Settings shared by the server and the CLI.
+
+All state lives under one data dir: ``--data-dir``, else ``$LOOKALIKE_DATA_DIR``,
+else ``~/.lookalike``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DEFAULT_MODEL = "efficientnet-lite0"
+
+
+def default_data_dir() -> Path:
+    """The data dir from ``$LOOKALIKE_DATA_DIR``, else ``~/.lookalike``."""
+    env = os.environ.get("LOOKALIKE_DATA_DIR")
+    return Path(env).expanduser() if env else Path.home() / ".lookalike"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Runtime settings.
+
+    Attributes:
+        data_dir: root of all state (database, vector index files, ONNX model cache).
+        max_query_bytes: largest accepted query image, in bytes of the decoded base64 (5 MB).
+        max_import_bytes: largest accepted imported image, in bytes.
+        max_image_pixels: largest accepted width x height, in pixels; a guard against
+            decompression bombs (Pillow's own default warns at 89.5 Mpx).
+        default_model: model id used when a library is created without one.
+        models_dir: ONNX export cache; default ``<data_dir>/models`` (``$LOOKALIKE_MODEL_CACHE``
+            shares one cache between data dirs).
+    """
+
+    data_dir: Path = field(default_factory=default_data_dir)
+    max_query_bytes: int = 5 * 1024 * 1024
+    max_image_pixels: int = 50_000_000
+    max_import_bytes: int = 20 * 1024 * 1024
+    default_model: str = DEFAULT_MODEL
+    models_dir: Path | None = None
+
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir / "lookalike.db"
+
+    @property
+    def index_dir(self) -> Path:
+        return self.data_dir / "index"
+
+    @property
+    def model_cache_dir(self) -> Path:
+        return self.models_dir or self.data_dir / "models"
+
+    @classmethod
+    def from_env(cls, data_dir: Path | str | None = None) -> "Settings":
+        """Settings with ``data_dir`` (or the default) and limits from ``LOOKALIKE_*`` env vars."""
+        kwargs: dict = {}
+        if data_dir is not None:
+            kwargs["data_dir"] = Path(data_dir).expanduser()
+        if v := os.environ.get("LOOKALIKE_MAX_QUERY_BYTES"):
+            kwargs["max_query_bytes"] = int(v)
+        if v := os.environ.get("LOOKALIKE_MAX_IMAGE_PIXELS"):
+            kwargs["max_image_pixels"] = int(v)
+        if v := os.environ.get("LOOKALIKE_MODEL_CACHE"):
+            kwargs["models_dir"] = Path(v).expanduser()
+        if v := os.environ.get("LOOKALIKE_MODEL"):
+            kwargs["default_model"] = v
+        return cls(**kwargs)

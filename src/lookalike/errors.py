@@ -1,0 +1,95 @@
+"""Errors raised below the API layer.
+
+Every error carries a machine-readable ``status`` (the envelope's ``status`` field) and
+the HTTP code the API maps it to, so the service never imports the web framework.
+"""
+
+from __future__ import annotations
+
+
+class LookalikeError(Exception):
+    """Base class. ``status`` names the problem; ``http_status`` is its HTTP code."""
+
+    http_status = 500
+    status = "INTERNAL_ERROR"
+
+    def __init__(self, message: str, *, status: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if status is not None:
+            self.status = status
+
+
+class InvalidParameter(LookalikeError):
+    """A request field breaks a rule (HTTP 400). The message names the field and the rule."""
+
+    http_status = 400
+    status = "INVALID_PARAMETER"
+
+
+class InvalidImage(InvalidParameter):
+    """Image bytes that cannot be decoded or break a size limit (HTTP 400)."""
+
+    status = "INVALID_IMAGE"
+
+
+class InvalidFilter(InvalidParameter):
+    """A ``tag_filter`` that breaks the filter grammar (HTTP 400).
+
+    ``path`` locates the problem inside the filter, e.g. ``tag_filter[1].or[0].op``.
+    """
+
+    status = "INVALID_TAG_FILTER"
+
+    def __init__(self, path: str, rule: str) -> None:
+        super().__init__(f"{path}: {rule}")
+        self.path = path
+        self.rule = rule
+
+
+class ModeNotSupported(InvalidParameter):
+    """The library's mode does not support the operation (HTTP 400)."""
+
+    status = "MODE_NOT_SUPPORTED"
+
+
+class ModelMismatch(InvalidParameter):
+    """A library was built with another model or embedding size than the one offered (HTTP 400)."""
+
+    status = "MODEL_MISMATCH"
+
+
+class ModelUnavailable(LookalikeError):
+    """Model weights cannot be found locally (HTTP 400 when a client named the model)."""
+
+    http_status = 400
+    status = "MODEL_UNAVAILABLE"
+
+
+class NotFound(LookalikeError):
+    """A library or image does not exist (HTTP 404)."""
+
+    http_status = 404
+    status = "NOT_FOUND"
+
+
+class LibraryNotFound(NotFound):
+    status = "LIBRARY_NOT_FOUND"
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"Image library '{name}' not found.")
+        self.name = name
+
+
+class ImageNotFound(NotFound):
+    status = "IMAGE_NOT_FOUND"
+
+    def __init__(self, library: str, image_id: str) -> None:
+        super().__init__(f"Image '{image_id}' not found in library '{library}'.")
+
+
+class Conflict(LookalikeError):
+    """The resource already exists (HTTP 409)."""
+
+    http_status = 409
+    status = "ALREADY_EXISTS"

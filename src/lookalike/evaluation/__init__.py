@@ -1,0 +1,1 @@
+"""Relevance evaluation on labelled photo sets (``images/`` + ``labels.csv``)."""

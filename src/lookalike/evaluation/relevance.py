@@ -1,0 +1,141 @@
+"""``lookalike eval``: image->image and text->image relevance on a labelled photo set.
+
+Protocol:
+- image->image: where ``labels.csv`` defines splits, each labelled ``query`` image searches
+  the ``db`` images; otherwise each labelled image searches all the others
+  (leave-one-out). Relevant = same label. mAP@100, precision@10, recall@10.
+- text->image: each distinct label as "a photo of <label>" ('_' read as a space) searches
+  the db images; mAP@100 and precision@10. Skipped when labels are ids, not words.
+- timings: import throughput (read + decode + embed + store, images/s) and end-to-end
+  query latency (decode + embed + search) over up to 100 queries, p50 / p95 in ms.
+"""
+
+from __future__ import annotations
+
+import base64
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from ..config import Settings
+from ..imaging import decode_image
+from ..runtime import Runtime
+from ..service.importer import ImportItem
+from .datasets import LabelledImage, labels_are_words, load_labels
+from .metrics import average_precision_at, precision_at, recall_at
+
+LIBRARY = "eval"
+LATENCY_QUERIES = 100
+
+
+def evaluate_dataset(
+    root: Path,
+    *,
+    settings: Settings,
+    model_id: str | None = None,
+    mode: str = "general_search",
+    text: bool = True,
+    progress: Callable[[int], None] | None = None,
+) -> dict[str, float | int | None]:
+    """Evaluate a model on ``root`` (``images/`` + ``labels.csv``) in a temporary library.
+
+    Args:
+        settings: supplies the ONNX model cache (reused) and limits; the library itself lives
+            in a temporary data dir that is removed afterwards.
+        model_id: model to evaluate (default: ``settings.default_model``).
+        text: run text->image queries (also needs labels that are words).
+        progress: called with the number of images imported after each batch.
+
+    Returns:
+        ``image_map100``, ``image_p10``, ``image_r10``, ``text_map100``, ``text_p10`` (None
+        where not measurable), ``embed_images_per_s``, ``query_p50_ms``, ``query_p95_ms``,
+        ``n_images``, ``n_queries``.
+    """
+    rows = load_labels(root)
+    has_splits = any(r.split == "query" for r in rows) and any(r.split == "db" for r in rows)
+    db = [r for r in rows if r.split == "db"] if has_splits else rows
+    queries = [r for r in rows if r.split == "query" and r.label] if has_splits else [r for r in db if r.label]
+
+    with tempfile.TemporaryDirectory(prefix="lookalike-eval-") as tmp:
+        rt = Runtime.open(Settings(data_dir=Path(tmp), models_dir=settings.model_cache_dir,
+                                   default_model=settings.default_model))
+        try:
+            rt.libraries.create(LIBRARY, mode, model_id)
+            ids = {r.path: str(i) for i, r in enumerate(db)}
+            items = [ImportItem(image_id=ids[r.path], path=str(r.path), tags={"label": r.label}, where=str(r.path))
+                     for r in db]
+            start = time.perf_counter()
+            rt.importer.import_items(LIBRARY, items, atomic=False, progress=progress)
+            embed_rate = len(db) / (time.perf_counter() - start)
+
+            out: dict[str, float | int | None] = {"n_images": len(db), "n_queries": len(queries)}
+            out |= _image_metrics(rt, db, queries, ids, has_splits)
+            labels = {r.label for r in db if r.label}
+            out |= _text_metrics(rt, db, labels) if text and labels_are_words(labels) and mode == "general_search" \
+                else {"text_map100": None, "text_p10": None}
+            out["embed_images_per_s"] = round(embed_rate, 2)
+            out |= _latency(rt, queries or db)
+        finally:
+            rt.close()
+    return out
+
+
+def _image_metrics(
+    rt: Runtime, db: list[LabelledImage], queries: list[LabelledImage], ids: dict[Path, str], has_splits: bool
+) -> dict[str, float | None]:
+    if not queries:
+        return {"image_map100": None, "image_p10": None, "image_r10": None}
+    label_of = {ids[r.path]: r.label for r in db}
+    counts = Counter(r.label for r in db if r.label)
+    if has_splits:
+        model = rt.libraries.model_for(rt.libraries.get(LIBRARY))
+        vectors = {}
+        for start in range(0, len(queries), 32):
+            chunk = queries[start : start + 32]
+            emb = model.embed_images([decode_image(q.path.read_bytes()) for q in chunk]).visual
+            vectors.update({str(start + i): emb[i] for i in range(len(chunk))})
+        query_keys = [(str(i), q.label, None) for i, q in enumerate(queries)]
+    else:
+        vectors = rt.store.vectors(LIBRARY, "visual", [ids[q.path] for q in queries])
+        query_keys = [(ids[q.path], q.label, ids[q.path]) for q in queries]
+    aps, p10s, r10s = [], [], []
+    for key, label, self_id in query_keys:
+        hits = rt.store.search(LIBRARY, "visual", vectors[key], 101)
+        ranked = [label_of[h.image.image_id] == label for h in hits if h.image.image_id != self_id][:100]
+        n_rel = counts[label] - (1 if self_id is not None else 0)
+        aps.append(average_precision_at(ranked, n_rel, 100))
+        p10s.append(precision_at(ranked, 10))
+        r10s.append(recall_at(ranked, n_rel, 10))
+    return {"image_map100": _mean(aps), "image_p10": _mean(p10s), "image_r10": _mean(r10s)}
+
+
+def _text_metrics(rt: Runtime, db: list[LabelledImage], labels: set[str]) -> dict[str, float | None]:
+    counts = Counter(r.label for r in db if r.label)
+    aps, p10s = [], []
+    for label in sorted(labels):
+        phrase = "a photo of " + label.replace("_", " ")
+        results = rt.search.by_text(LIBRARY, phrase, top_k=100)
+        ranked = [r.tags.get("label") == label for r in results]
+        aps.append(average_precision_at(ranked, counts[label], 100))
+        p10s.append(precision_at(ranked, 10))
+    return {"text_map100": _mean(aps), "text_p10": _mean(p10s)}
+
+
+def _latency(rt: Runtime, sample: list[LabelledImage]) -> dict[str, float]:
+    step = max(1, len(sample) // LATENCY_QUERIES)
+    times = []
+    for row in sample[::step][:LATENCY_QUERIES]:
+        b64 = base64.b64encode(row.path.read_bytes()).decode()
+        start = time.perf_counter()
+        rt.search.by_image(LIBRARY, b64, top_k=10)
+        times.append((time.perf_counter() - start) * 1000)
+    return {"query_p50_ms": round(float(np.percentile(times, 50)), 2),
+            "query_p95_ms": round(float(np.percentile(times, 95)), 2)}
+
+
+def _mean(values: list[float]) -> float | None:
+    return round(float(np.mean(values)), 4) if values else None

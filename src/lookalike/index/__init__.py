@@ -1,0 +1,5 @@
+"""Vector search over one embedding field: :class:`VectorIndex` (exact scan + HNSW, filter-aware)."""
+
+from lookalike.index.vector_index import SearchPath, VectorIndex
+
+__all__ = ["SearchPath", "VectorIndex"]

@@ -1,0 +1,236 @@
+"""Importing images: read and decode, embed in batches, store durably.
+
+Decoding and storing overlap inference: a thread pool reads and decodes the next images
+(Pillow releases the GIL while decoding) while ONNX Runtime embeds the current batch, and
+each batch is committed in one SQLite transaction, so an acknowledged batch is durable and
+a crash never leaves half an image.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from itertools import islice
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+import numpy as np
+
+from ..config import Settings
+from ..errors import InvalidImage, InvalidParameter, LookalikeError
+from ..imaging import decode_image
+from ..models.base import Embedder
+from ..store import NewImage, Store
+from .libraries import LibraryService
+from .validation import check_image_id, check_tags
+
+#: Images embedded per ONNX Runtime call.
+BATCH_SIZE = 32
+
+
+@dataclass
+class ImportItem:
+    """One image to import, as the API and the CLI's CSV/JSONL lines give it.
+
+    The pixels come from ``image_base64``, else ``path``, else ``image_uri`` when that is a
+    local file path or ``file://`` URI. ``image_uri`` is stored verbatim either way.
+    ``where`` names the item in errors, e.g. ``images[3]`` or ``line 12``.
+    """
+
+    image_id: str | None = None
+    image_uri: str | None = None
+    image_base64: str | None = None
+    path: str | None = None
+    tags: dict[str, object] = field(default_factory=dict)
+    where: str = "image"
+
+
+@dataclass
+class ImportOutcome:
+    """What an import did. ``failed`` holds (item ``where``, message) for skipped bad items."""
+
+    added: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)
+
+
+@dataclass
+class _Prepared:
+    item: ImportItem
+    image_id: str
+    data: bytes
+    pixels: np.ndarray  # (3, S, S) float32 model input
+
+
+def read_image_bytes(item: ImportItem, max_bytes: int) -> bytes:
+    """The encoded bytes of an item's image.
+
+    Raises:
+        InvalidImage: no usable source, unreadable file, or more than ``max_bytes`` bytes.
+    """
+    if item.image_base64 is not None:
+        if not isinstance(item.image_base64, str):
+            raise InvalidImage(f"{item.where}.image_base64: must be a base64 string")
+        text = item.image_base64.strip()
+        if text.startswith("data:"):
+            text = text.partition(",")[2]
+        if len(text) * 3 // 4 > max_bytes + 3:
+            raise InvalidImage(f"{item.where}.image_base64: image is larger than the limit of {max_bytes} bytes")
+        try:
+            data = base64.b64decode(text, validate=True)
+        except (binascii.Error, ValueError):
+            raise InvalidImage(f"{item.where}.image_base64: is not valid base64") from None
+        if not data:
+            raise InvalidImage(f"{item.where}.image_base64: decodes to zero bytes")
+        return data
+    source, name = None, None
+    if item.path:
+        source, name = Path(item.path).expanduser(), "path"
+    elif item.image_uri:
+        parsed = urlparse(item.image_uri)
+        if parsed.scheme == "file":
+            source = Path(unquote(parsed.path))
+        elif parsed.scheme in ("", None) or len(parsed.scheme) == 1:  # plain path (or a Windows drive)
+            source = Path(item.image_uri).expanduser()
+        name = "image_uri"
+        if source is None:
+            raise InvalidImage(
+                f"{item.where}.image_uri: '{item.image_uri}' is not a local file and this server does not "
+                "fetch remote URLs; send image_base64 or a path"
+            )
+    if source is None:
+        raise InvalidParameter(f"{item.where}: one of image_base64, path, or a local image_uri is required")
+    try:
+        size = source.stat().st_size
+        if size > max_bytes:
+            raise InvalidImage(f"{item.where}.{name}: file is {size} bytes, above the limit of {max_bytes} bytes")
+        return source.read_bytes()
+    except OSError as exc:
+        raise InvalidImage(f"{item.where}.{name}: cannot read '{source}' ({exc.strerror or exc})") from None
+
+
+class Importer:
+    """Imports images into libraries (see module docstring).
+
+    Args:
+        libraries: resolves a library and its model.
+        store: where images go.
+        settings: byte and pixel limits.
+        workers: decoding threads.
+    """
+
+    def __init__(self, libraries: LibraryService, store: Store, settings: Settings, workers: int = 2) -> None:
+        self._libraries = libraries
+        self._store = store
+        self._settings = settings
+        self._workers = workers
+
+    def _prepare(self, item: ImportItem, model: Embedder) -> _Prepared:
+        image_id = check_image_id(item.image_id, f"{item.where}.image_id") if item.image_id is not None else uuid.uuid4().hex
+        if item.image_uri is not None and not isinstance(item.image_uri, str):
+            raise InvalidParameter(f"{item.where}.image_uri: must be a string")
+        item.tags = check_tags(item.tags, f"{item.where}.tags")
+        data = read_image_bytes(item, self._settings.max_import_bytes)
+        image = decode_image(data, field=item.where, max_pixels=self._settings.max_image_pixels)
+        return _Prepared(item=item, image_id=image_id, data=data, pixels=model.preprocess(image))
+
+    def import_items(
+        self,
+        library: str,
+        items: Iterable[ImportItem],
+        *,
+        skip_existing: bool = False,
+        atomic: bool = True,
+        batch_size: int = BATCH_SIZE,
+        progress: Callable[[int], None] | None = None,
+    ) -> ImportOutcome:
+        """Import items into ``library``.
+
+        Args:
+            skip_existing: skip items whose ``image_id`` is stored already (resumable imports);
+                otherwise such an item is an error.
+            atomic: all or nothing: validate and embed every item first and store them in one
+                transaction; the first bad item raises. Otherwise (the CLI) bad items are
+                reported in ``failed`` and skipped, and every batch is committed as it goes.
+            progress: called with the number of items finished after each batch.
+
+        Raises:
+            LibraryNotFound, ModelMismatch; with ``atomic``: InvalidParameter / InvalidImage
+            naming the item and field, Conflict for an existing ``image_id``.
+        """
+        record = self._libraries.get(library)
+        model = self._libraries.model_for(record)
+        outcome = ImportOutcome()
+        pending: list[NewImage] = []
+        with ThreadPoolExecutor(self._workers) as pool:
+            for batch in _batched(self._prepared(items, model, pool, outcome, atomic), batch_size):
+                ids = [p.image_id for p in batch]
+                if skip_existing:
+                    existing = self._store.existing_ids(library, ids)
+                    outcome.skipped += [i for i in ids if i in existing]
+                    batch = [p for p in batch if p.image_id not in existing]
+                if batch:
+                    embeddings = model.embed_pixels(np.stack([p.pixels for p in batch]))
+                    new = [
+                        NewImage(
+                            image_id=p.image_id,
+                            image_uri=p.item.image_uri,
+                            tags=p.item.tags,
+                            vectors=_vectors(embeddings, i),
+                            image_bytes=p.data,
+                        )
+                        for i, p in enumerate(batch)
+                    ]
+                    if atomic:
+                        pending += new
+                    else:
+                        report = self._store.add_images(library, new, skip_existing=skip_existing)
+                        outcome.added += report.added
+                        outcome.skipped += report.skipped
+                if progress is not None:
+                    progress(len(ids))
+        if atomic and pending:
+            report = self._store.add_images(library, pending, skip_existing=skip_existing)
+            outcome.added += report.added
+            outcome.skipped += report.skipped
+        return outcome
+
+    def _prepared(
+        self, items: Iterable[ImportItem], model: Embedder, pool: ThreadPoolExecutor, outcome: ImportOutcome, atomic: bool
+    ) -> Iterator[_Prepared]:
+        # Keep a bounded window of decodes in flight so decoding runs ahead of inference
+        # without holding a whole folder of pixels in memory.
+        window: list[tuple[ImportItem, Future[_Prepared]]] = []
+        it = iter(items)
+        for item in islice(it, 4 * BATCH_SIZE):
+            window.append((item, pool.submit(self._prepare, item, model)))
+        while window:
+            item, future = window.pop(0)
+            nxt = next(it, None)
+            if nxt is not None:
+                window.append((nxt, pool.submit(self._prepare, nxt, model)))
+            try:
+                yield future.result()
+            except LookalikeError as exc:
+                if atomic:
+                    for _, f in window:
+                        f.cancel()
+                    raise
+                outcome.failed.append((item.where, exc.message))
+
+
+def _vectors(embeddings, i: int) -> dict[str, np.ndarray]:
+    vectors = {"visual": embeddings.visual[i]}
+    if embeddings.semantic is not None:
+        vectors["semantic"] = embeddings.semantic[i]
+    return vectors
+
+
+def _batched(items: Iterable[_Prepared], size: int) -> Iterator[list[_Prepared]]:
+    it = iter(items)
+    while batch := list(islice(it, size)):
+        yield batch

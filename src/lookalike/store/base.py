@@ -1,0 +1,145 @@
+"""The storage contract: libraries, images and their embeddings, and filtered vector search.
+
+The service talks to this interface only, so a distributed engine (e.g. Milvus) can be
+added beside the embedded default (``EmbeddedStore``: SQLite rows + in-memory index).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol, Sequence
+
+import numpy as np
+
+from ..filters import Node
+
+#: Embedding fields a library may hold: ``visual`` for image queries, ``semantic`` for text.
+FIELDS = ("visual", "semantic")
+
+
+@dataclass(frozen=True)
+class LibraryRecord:
+    """A library's settings and counts.
+
+    Attributes:
+        dims: embedding size per field, e.g. ``{"visual": 1280, "semantic": 384}``.
+        created_at: Unix time, seconds.
+    """
+
+    name: str
+    mode: str
+    model_id: str
+    dims: dict[str, int]
+    created_at: float
+    image_count: int = 0
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    """One stored image, without its embeddings. ``created_at``: Unix time, seconds."""
+
+    image_id: str
+    image_uri: str | None
+    tags: dict[str, object]
+    created_at: float
+
+
+@dataclass
+class NewImage:
+    """An image to add: ``vectors`` maps field -> (dim,) float32, L2-normalised."""
+
+    image_id: str
+    image_uri: str | None
+    tags: dict[str, object]
+    vectors: dict[str, np.ndarray]
+    image_bytes: bytes | None = None
+
+
+@dataclass(frozen=True)
+class Hit:
+    """A search result: the image and its cosine similarity to the query, in [-1, 1]."""
+
+    image: ImageRecord
+    similarity: float
+
+
+@dataclass(frozen=True)
+class ImportReport:
+    """What an ``add_images`` call did: ids stored, and ids skipped as already present."""
+
+    added: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+
+
+class Store(Protocol):
+    """Durable libraries of images with filtered nearest-neighbour search.
+
+    Every write is atomic and durable when the call returns: a crash loses nothing
+    acknowledged and leaves no half-written image.
+    """
+
+    def create_library(self, name: str, mode: str, model_id: str, dims: dict[str, int]) -> LibraryRecord:
+        """Raises ``Conflict`` if the name is taken."""
+        ...
+
+    def get_library(self, name: str) -> LibraryRecord:
+        """Raises ``LibraryNotFound``."""
+        ...
+
+    def list_libraries(self) -> list[LibraryRecord]: ...
+
+    def delete_library(self, name: str) -> None:
+        """Raises ``LibraryNotFound``."""
+        ...
+
+    def add_images(self, library: str, images: Sequence[NewImage], *, skip_existing: bool = False) -> ImportReport:
+        """Add a batch in one transaction.
+
+        Raises:
+            Conflict: an ``image_id`` exists (or repeats in the batch) and not ``skip_existing``;
+                nothing of the batch is stored then.
+        """
+        ...
+
+    def existing_ids(self, library: str, image_ids: Sequence[str]) -> set[str]: ...
+
+    def get_image(self, library: str, image_id: str) -> ImageRecord:
+        """Raises ``ImageNotFound``."""
+        ...
+
+    def list_images(self, library: str, *, offset: int = 0, limit: int = 100) -> list[ImageRecord]: ...
+
+    def update_tags(self, library: str, image_id: str, tags: dict[str, object]) -> ImageRecord:
+        """Replace an image's tags. Raises ``ImageNotFound``."""
+        ...
+
+    def delete_image(self, library: str, image_id: str) -> None:
+        """Raises ``ImageNotFound``."""
+        ...
+
+    def image_bytes(self, library: str, image_ids: Sequence[str]) -> dict[str, bytes]:
+        """Stored encoded bytes of the images that have them."""
+        ...
+
+    def vectors(self, library: str, field: str, image_ids: Sequence[str]) -> dict[str, np.ndarray]:
+        """Stored embeddings: image_id -> (dim,) float32, for the ids that exist and hold ``field``."""
+        ...
+
+    def search(
+        self, library: str, field: str, query: np.ndarray, top_k: int, tag_filter: Node | None = None
+    ) -> list[Hit]:
+        """Nearest images by cosine similarity among those passing ``tag_filter``.
+
+        Args:
+            field: ``visual`` or ``semantic``.
+            query: (dim,) float32, L2-normalised.
+            top_k: maximum number of hits.
+
+        Returns:
+            Up to ``top_k`` hits, similarity descending (ties: older image first).
+            Recall does not depend on the filter's selectivity: selective filters are
+            searched exactly.
+        """
+        ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,379 @@
+"""Durable rows in SQLite: libraries, images, their embeddings and encoded bytes.
+
+SQLite in WAL mode with ``synchronous=FULL``: a committed transaction survives a crash or
+power loss (https://www.sqlite.org/wal.html). Each library has a change counter ``seq``;
+every write stamps the rows it touches with the new ``seq`` (deletions go to a tombstone
+table), so an in-memory index can catch up with writes made by another process (the CLI
+importing while the server runs) by reading only what changed.
+
+Every statement binds its values as parameters: no request data is ever spliced into SQL.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+
+from ..errors import Conflict, ImageNotFound, LibraryNotFound
+from .base import FIELDS, ImageRecord, ImportReport, LibraryRecord, NewImage
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS libraries (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    name TEXT NOT NULL UNIQUE,
+    mode TEXT NOT NULL,
+    model_id TEXT NOT NULL,
+    dims TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    seq INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS images (
+    row_id INTEGER PRIMARY KEY AUTOINCREMENT,
+    library_id INTEGER NOT NULL REFERENCES libraries(id) ON DELETE CASCADE,
+    image_id TEXT NOT NULL,
+    image_uri TEXT,
+    tags TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    seq INTEGER NOT NULL,
+    visual BLOB,
+    semantic BLOB,
+    UNIQUE (library_id, image_id)
+);
+CREATE INDEX IF NOT EXISTS images_seq ON images(library_id, seq);
+CREATE TABLE IF NOT EXISTS image_bytes (
+    row_id INTEGER PRIMARY KEY REFERENCES images(row_id) ON DELETE CASCADE,
+    data BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS deletions (
+    library_id INTEGER NOT NULL REFERENCES libraries(id) ON DELETE CASCADE,
+    row_id INTEGER NOT NULL,
+    seq INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS deletions_seq ON deletions(library_id, seq);
+"""
+
+
+@dataclass(frozen=True)
+class LibraryRow:
+    id: int
+    record: LibraryRecord
+    seq: int
+
+
+@dataclass
+class ChangedRows:
+    """Rows written since a given ``seq``.
+
+    Attributes:
+        seq: the library's ``seq`` at read time.
+        row_ids: (n,) int64 changed (added or re-tagged) rows.
+        images: the n image records, aligned with ``row_ids``.
+        vectors: field -> (n, dim) float32 (rows without that field are absent: CLIP has no
+            ``semantic``).
+        deleted: (m,) int64 rows deleted since.
+    """
+
+    seq: int
+    row_ids: np.ndarray
+    images: list[ImageRecord]
+    vectors: dict[str, np.ndarray]
+    deleted: np.ndarray
+
+
+def _record(row: sqlite3.Row, count: int = 0) -> LibraryRecord:
+    return LibraryRecord(
+        name=row["name"],
+        mode=row["mode"],
+        model_id=row["model_id"],
+        dims=json.loads(row["dims"]),
+        created_at=row["created_at"],
+        image_count=count,
+    )
+
+
+def _image(row: sqlite3.Row) -> ImageRecord:
+    return ImageRecord(
+        image_id=row["image_id"], image_uri=row["image_uri"], tags=json.loads(row["tags"]), created_at=row["created_at"]
+    )
+
+
+class Catalog:
+    """SQLite-backed durable rows. Thread-safe: one connection guarded by a lock.
+
+    Args:
+        path: database file; parent folders are created.
+    """
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.RLock()
+        self._conn = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None, timeout=30.0)
+        self._conn.row_factory = sqlite3.Row
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA synchronous=FULL")
+        self._conn.execute("PRAGMA foreign_keys=ON")
+        self._conn.executescript(SCHEMA)
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        # BEGIN IMMEDIATE takes the write lock up front so two writers (server and CLI)
+        # serialise instead of failing on upgrade.
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._conn
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+
+    @contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        # One read transaction = one consistent WAL snapshot.
+        with self._lock:
+            self._conn.execute("BEGIN")
+            try:
+                yield self._conn
+            finally:
+                self._conn.execute("COMMIT")
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    # -- libraries ---------------------------------------------------------------------
+
+    def create_library(self, name: str, mode: str, model_id: str, dims: dict[str, int]) -> LibraryRecord:
+        with self._write() as conn:
+            if conn.execute("SELECT 1 FROM libraries WHERE name = ?", (name,)).fetchone():
+                raise Conflict(f"Image library '{name}' already exists.")
+            conn.execute(
+                "INSERT INTO libraries (name, mode, model_id, dims, created_at) VALUES (?, ?, ?, ?, ?)",
+                (name, mode, model_id, json.dumps(dims), time.time()),
+            )
+            row = conn.execute("SELECT * FROM libraries WHERE name = ?", (name,)).fetchone()
+        return _record(row)
+
+    def library(self, name: str) -> LibraryRow:
+        """The library's row. Raises ``LibraryNotFound``."""
+        with self._read() as conn:
+            row = conn.execute("SELECT * FROM libraries WHERE name = ?", (name,)).fetchone()
+            if row is None:
+                raise LibraryNotFound(name)
+            count = conn.execute("SELECT COUNT(*) FROM images WHERE library_id = ?", (row["id"],)).fetchone()[0]
+        return LibraryRow(id=row["id"], record=_record(row, count), seq=row["seq"])
+
+    def library_seq(self, name: str) -> tuple[int, int]:
+        """(library id, seq): a cheap check for changes. Raises ``LibraryNotFound``."""
+        with self._lock:
+            row = self._conn.execute("SELECT id, seq FROM libraries WHERE name = ?", (name,)).fetchone()
+        if row is None:
+            raise LibraryNotFound(name)
+        return row["id"], row["seq"]
+
+    def list_libraries(self) -> list[LibraryRecord]:
+        with self._read() as conn:
+            rows = conn.execute(
+                "SELECT l.*, (SELECT COUNT(*) FROM images i WHERE i.library_id = l.id) AS n"
+                " FROM libraries l ORDER BY l.name"
+            ).fetchall()
+        return [_record(r, r["n"]) for r in rows]
+
+    def delete_library(self, name: str) -> int:
+        """Delete a library and everything in it; returns its id. Raises ``LibraryNotFound``."""
+        with self._write() as conn:
+            row = conn.execute("SELECT id FROM libraries WHERE name = ?", (name,)).fetchone()
+            if row is None:
+                raise LibraryNotFound(name)
+            conn.execute("DELETE FROM libraries WHERE id = ?", (row["id"],))
+        return row["id"]
+
+    # -- images ------------------------------------------------------------------------
+
+    def _library_id(self, conn: sqlite3.Connection, name: str) -> int:
+        row = conn.execute("SELECT id FROM libraries WHERE name = ?", (name,)).fetchone()
+        if row is None:
+            raise LibraryNotFound(name)
+        return row["id"]
+
+    def _next_seq(self, conn: sqlite3.Connection, library_id: int) -> int:
+        return conn.execute(
+            "UPDATE libraries SET seq = seq + 1 WHERE id = ? RETURNING seq", (library_id,)
+        ).fetchone()[0]
+
+    def add_images(self, library: str, images: Sequence[NewImage], *, skip_existing: bool = False) -> ImportReport:
+        report = ImportReport()
+        with self._write() as conn:
+            library_id = self._library_id(conn, library)
+            seq = self._next_seq(conn, library_id)
+            seen: set[str] = set()
+            now = time.time()
+            for image in images:
+                exists = image.image_id in seen or conn.execute(
+                    "SELECT 1 FROM images WHERE library_id = ? AND image_id = ?", (library_id, image.image_id)
+                ).fetchone()
+                if exists:
+                    if not skip_existing:
+                        raise Conflict(f"image_id '{image.image_id}' already exists in library '{library}'.")
+                    report.skipped.append(image.image_id)
+                    continue
+                seen.add(image.image_id)
+                blobs = {f: _blob(image.vectors[f]) if f in image.vectors else None for f in FIELDS}
+                cur = conn.execute(
+                    "INSERT INTO images (library_id, image_id, image_uri, tags, created_at, seq, visual, semantic)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        library_id,
+                        image.image_id,
+                        image.image_uri,
+                        json.dumps(image.tags, ensure_ascii=False),
+                        now,
+                        seq,
+                        blobs["visual"],
+                        blobs["semantic"],
+                    ),
+                )
+                if image.image_bytes is not None:
+                    conn.execute("INSERT INTO image_bytes (row_id, data) VALUES (?, ?)", (cur.lastrowid, image.image_bytes))
+                report.added.append(image.image_id)
+        return report
+
+    def existing_ids(self, library: str, image_ids: Sequence[str]) -> set[str]:
+        found: set[str] = set()
+        with self._read() as conn:
+            library_id = self._library_id(conn, library)
+            ids = list(image_ids)
+            for start in range(0, len(ids), 500):  # stay under SQLite's bound-parameter limit
+                chunk = ids[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                rows = conn.execute(
+                    f"SELECT image_id FROM images WHERE library_id = ? AND image_id IN ({marks})",
+                    (library_id, *chunk),
+                ).fetchall()
+                found.update(r["image_id"] for r in rows)
+        return found
+
+    def get_image(self, library: str, image_id: str) -> ImageRecord:
+        with self._read() as conn:
+            library_id = self._library_id(conn, library)
+            row = conn.execute(
+                "SELECT * FROM images WHERE library_id = ? AND image_id = ?", (library_id, image_id)
+            ).fetchone()
+        if row is None:
+            raise ImageNotFound(library, image_id)
+        return _image(row)
+
+    def list_images(self, library: str, *, offset: int = 0, limit: int = 100) -> list[ImageRecord]:
+        with self._read() as conn:
+            library_id = self._library_id(conn, library)
+            rows = conn.execute(
+                "SELECT image_id, image_uri, tags, created_at FROM images WHERE library_id = ?"
+                " ORDER BY row_id LIMIT ? OFFSET ?",
+                (library_id, limit, offset),
+            ).fetchall()
+        return [_image(r) for r in rows]
+
+    def update_tags(self, library: str, image_id: str, tags: dict[str, object]) -> ImageRecord:
+        with self._write() as conn:
+            library_id = self._library_id(conn, library)
+            row = conn.execute(
+                "SELECT row_id FROM images WHERE library_id = ? AND image_id = ?", (library_id, image_id)
+            ).fetchone()
+            if row is None:
+                raise ImageNotFound(library, image_id)
+            seq = self._next_seq(conn, library_id)
+            conn.execute(
+                "UPDATE images SET tags = ?, seq = ? WHERE row_id = ?",
+                (json.dumps(tags, ensure_ascii=False), seq, row["row_id"]),
+            )
+            updated = conn.execute("SELECT * FROM images WHERE row_id = ?", (row["row_id"],)).fetchone()
+        return _image(updated)
+
+    def delete_image(self, library: str, image_id: str) -> None:
+        with self._write() as conn:
+            library_id = self._library_id(conn, library)
+            row = conn.execute(
+                "SELECT row_id FROM images WHERE library_id = ? AND image_id = ?", (library_id, image_id)
+            ).fetchone()
+            if row is None:
+                raise ImageNotFound(library, image_id)
+            seq = self._next_seq(conn, library_id)
+            conn.execute("DELETE FROM images WHERE row_id = ?", (row["row_id"],))
+            conn.execute(
+                "INSERT INTO deletions (library_id, row_id, seq) VALUES (?, ?, ?)", (library_id, row["row_id"], seq)
+            )
+
+    def image_bytes(self, library: str, image_ids: Sequence[str]) -> dict[str, bytes]:
+        out: dict[str, bytes] = {}
+        with self._read() as conn:
+            library_id = self._library_id(conn, library)
+            for image_id in image_ids:
+                row = conn.execute(
+                    "SELECT b.data FROM images i JOIN image_bytes b ON b.row_id = i.row_id"
+                    " WHERE i.library_id = ? AND i.image_id = ?",
+                    (library_id, image_id),
+                ).fetchone()
+                if row is not None:
+                    out[image_id] = row["data"]
+        return out
+
+    def vectors(self, library: str, field: str, image_ids: Sequence[str]) -> dict[str, np.ndarray]:
+        """Stored ``field`` embeddings ((dim,) float32) of the given images that exist."""
+        if field not in FIELDS:
+            raise ValueError(f"unknown field {field!r}")
+        out: dict[str, np.ndarray] = {}
+        with self._read() as conn:
+            library_id = self._library_id(conn, library)
+            for image_id in image_ids:
+                # field is one of FIELDS (checked above), never request text
+                row = conn.execute(
+                    f"SELECT {field} FROM images WHERE library_id = ? AND image_id = ?", (library_id, image_id)
+                ).fetchone()
+                if row is not None and row[0] is not None:
+                    out[image_id] = np.frombuffer(row[0], dtype=np.float32).copy()
+        return out
+
+    def changes_since(
+        self, library_id: int, seq: int, dims: dict[str, int], *, with_vectors: bool = True
+    ) -> ChangedRows:
+        """Rows written after ``seq`` (all live rows for ``seq=0``), read in one snapshot.
+
+        With ``with_vectors=False`` only the image records are read (``vectors`` is empty).
+        """
+        with self._read() as conn:
+            row = conn.execute("SELECT seq FROM libraries WHERE id = ?", (library_id,)).fetchone()
+            now_seq = row["seq"] if row else seq
+            columns = "visual, semantic" if with_vectors else "NULL AS visual, NULL AS semantic"
+            rows = conn.execute(
+                f"SELECT row_id, image_id, image_uri, tags, created_at, {columns} FROM images"
+                " WHERE library_id = ? AND seq > ? ORDER BY row_id",
+                (library_id, seq),
+            ).fetchall()
+            deleted = conn.execute(
+                "SELECT row_id FROM deletions WHERE library_id = ? AND seq > ?", (library_id, seq)
+            ).fetchall()
+        row_ids = np.fromiter((r["row_id"] for r in rows), dtype=np.int64, count=len(rows))
+        vectors: dict[str, np.ndarray] = {}
+        for f, dim in dims.items():
+            if rows and rows[0][f] is not None:
+                buf = b"".join(r[f] for r in rows)
+                vectors[f] = np.frombuffer(buf, dtype=np.float32).reshape(len(rows), dim)
+        return ChangedRows(
+            seq=now_seq,
+            row_ids=row_ids,
+            images=[_image(r) for r in rows],
+            vectors=vectors,
+            deleted=np.fromiter((r["row_id"] for r in deleted), dtype=np.int64, count=len(deleted)),
+        )
+
+
+def _blob(vector: np.ndarray) -> bytes:
+    return np.ascontiguousarray(vector, dtype=np.float32).tobytes()

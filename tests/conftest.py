@@ -1,0 +1,81 @@
+"""Shared fixtures: real photos from installed packages, the real default model, an HTTP client."""
+
+from __future__ import annotations
+
+import base64
+import io
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from lookalike.config import Settings
+from lookalike.runtime import Runtime
+
+SHARED_DATASETS = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
+
+
+def photo(name: str) -> Image.Image:
+    """A real RGB photo bundled with scikit-image (astronaut, chelsea, coffee, rocket, ...)."""
+    import skimage.data
+
+    return Image.fromarray(np.asarray(getattr(skimage.data, name)())).convert("RGB")
+
+
+def encode(image: Image.Image, fmt: str = "JPEG", **kw) -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, format=fmt, **kw)
+    return buf.getvalue()
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field", "retina")
+
+
+@pytest.fixture(scope="session")
+def model_cache(tmp_path_factory) -> Path:
+    """ONNX export cache shared by every test in the session (export once)."""
+    env = os.environ.get("LOOKALIKE_TEST_MODEL_CACHE")
+    return Path(env) if env else tmp_path_factory.mktemp("models")
+
+
+@pytest.fixture(scope="session")
+def models(model_cache):
+    from lookalike.models import load_model
+
+    return lambda model_id: load_model(model_id, model_cache)
+
+
+@pytest.fixture
+def settings(tmp_path) -> Settings:
+    return Settings(data_dir=tmp_path / "data")
+
+
+@pytest.fixture
+def runtime(settings, models):
+    rt = Runtime.open(settings, models=models)
+    yield rt
+    rt.close()
+
+
+@pytest.fixture
+def client(runtime):
+    from fastapi.testclient import TestClient
+
+    from lookalike.api import create_app
+
+    with TestClient(create_app(runtime), raise_server_exceptions=False) as c:
+        yield c
+
+
+def shared_set(name: str) -> Path:
+    """A labelled photo set from ../shared/datasets, or skip the test with the reason."""
+    path = SHARED_DATASETS / name
+    if not (path / "labels.csv").exists():
+        pytest.skip(f"needs ../shared/datasets/{name} (real labelled photos; present in CI, absent on a fresh clone)")
+    return path
