@@ -36,6 +36,7 @@ class _LibraryState:
     library_id: int
     dims: dict[str, int]
     seq: int = 0
+    saved_seq: int = -1
     images: dict[int, ImageRecord] = field(default_factory=dict)
     indexes: dict[str, VectorIndex] = field(default_factory=dict)
     lock: threading.RLock = field(default_factory=threading.RLock)
@@ -104,6 +105,7 @@ class EmbeddedStore:
             state.apply(self._catalog.changes_since(row.id, 0, state.dims, with_vectors=False))
             state.seq = watermark
             state.apply(self._catalog.changes_since(row.id, watermark, state.dims))
+            state.saved_seq = watermark
             live = set(state.images)
             if all(set(ix.keys().tolist()) == live for ix in state.indexes.values()):
                 return state
@@ -132,9 +134,15 @@ class EmbeddedStore:
             states = list(self._states.values())
         for state in states:
             with state.lock:
+                # Only graphs are worth saving: below hnsw_min_size a rebuild is one matrix copy.
+                if state.seq == state.saved_seq or not any(ix.has_graph for ix in state.indexes.values()):
+                    continue
                 for name, index in state.indexes.items():
+                    path = self._index_path(state.library_id, name)
+                    path.parent.mkdir(parents=True, exist_ok=True)
                     index.watermark = state.seq
-                    index.save(self._index_path(state.library_id, name))
+                    index.save(path)
+                state.saved_seq = state.seq
 
     # -- Store ---------------------------------------------------------------------------
 
