@@ -66,9 +66,13 @@ _SCORE_LEVELS = (0.0, 0.3, 0.7, 0.9, 1.0)
 _TEXT_SCORE_LEVELS = (0.0, 0.3, 0.5, 0.7, 0.9, 1.0)
 _IMAGE_CALIBRATION = {
     "efficientnet-lite0": ScoreCalibration((0.0, 0.22, 0.48, 0.85, 1.0), _SCORE_LEVELS),
+    "efficientnet-lite1": ScoreCalibration((0.0, 0.22, 0.47, 0.83, 1.0), _SCORE_LEVELS),
+    "efficientnet-lite2": ScoreCalibration((0.0, 0.27, 0.48, 0.83, 1.0), _SCORE_LEVELS),
 }
 _TEXT_CALIBRATION = {
     "efficientnet-lite0": ScoreCalibration((0.0, 0.21, 0.39, 0.56, 0.64, 1.0), _TEXT_SCORE_LEVELS),
+    "efficientnet-lite1": ScoreCalibration((0.0, 0.21, 0.39, 0.56, 0.62, 1.0), _TEXT_SCORE_LEVELS),
+    "efficientnet-lite2": ScoreCalibration((0.0, 0.21, 0.40, 0.56, 0.59, 1.0), _TEXT_SCORE_LEVELS),
 }
 
 
@@ -161,10 +165,8 @@ class EfficientNetConSE:
             text_dim=MINILM_DIM,
             shared_space=False,
             input_size=size,
-            image_calibration=_IMAGE_CALIBRATION.get(
-                model_id, _IMAGE_CALIBRATION[DEFAULT_MODEL_ID]
-            ),
-            text_calibration=_TEXT_CALIBRATION.get(model_id, _TEXT_CALIBRATION[DEFAULT_MODEL_ID]),
+            image_calibration=_IMAGE_CALIBRATION[model_id],
+            text_calibration=_TEXT_CALIBRATION[model_id],
         )
 
     # -- Embedder -------------------------------------------------------------------

@@ -77,18 +77,6 @@ class LibraryService:
             )
         return model
 
-    def check_model(self, library: LibraryRecord, model_id: str | None) -> None:
-        """Refuse a model other than the library's.
-
-        Raises:
-            ModelMismatch: ``model_id`` is given and differs from the library's model.
-        """
-        if model_id is not None and model_id != library.model_id:
-            raise ModelMismatch(
-                f"Image library '{library.name}' was built with model '{library.model_id}' "
-                f"({library.dims}); it cannot be used with model '{model_id}'."
-            )
-
     # -- images --------------------------------------------------------------------------
 
     def get_image(self, library: str, image_id: str) -> ImageRecord:
