@@ -237,7 +237,11 @@ def eval_cmd(
     figures = {"dataset": dataset_dir.name, "model": model or settings.default_model, "mode": mode, **figures}
     table = Table("metric", "value", title=f"lookalike eval {dataset_dir.name}")
     for key, value in figures.items():
-        table.add_row(key, "-" if value is None else str(value))
+        if isinstance(value, dict):  # score bands: one row per band
+            for band, cell in value.items():
+                table.add_row(f"{key} {band}", ", ".join(f"{k} {v}" for k, v in cell.items()))
+        else:
+            table.add_row(key, "-" if value is None else str(value))
     console.print(table)
     if json_out is not None:
         json_out.write_text(json.dumps(figures, indent=2) + "\n")

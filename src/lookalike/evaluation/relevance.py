@@ -24,6 +24,7 @@ import numpy as np
 from ..config import Settings
 from ..imaging import decode_image
 from ..runtime import Runtime
+from ..scoring import to_score
 from ..service.importer import ImportItem
 from .datasets import LabelledImage, labels_are_words, load_labels
 from .metrics import average_precision_at, precision_at, recall_at
@@ -53,7 +54,7 @@ def evaluate_dataset(
     Returns:
         ``image_map100``, ``image_p10``, ``image_r10``, ``text_map100``, ``text_p10`` (None
         where not measurable), ``embed_images_per_s``, ``query_p50_ms``, ``query_p95_ms``,
-        ``n_images``, ``n_queries``.
+        ``n_images``, ``n_queries``, and ``score_bands`` (see ``score_bands``).
     """
     rows = load_labels(root)
     has_splits = any(r.split == "query" for r in rows) and any(r.split == "db" for r in rows)
@@ -88,7 +89,7 @@ def _image_metrics(
     rt: Runtime, db: list[LabelledImage], queries: list[LabelledImage], ids: dict[Path, str], has_splits: bool
 ) -> dict[str, float | None]:
     if not queries:
-        return {"image_map100": None, "image_p10": None, "image_r10": None}
+        return {"image_map100": None, "image_p10": None, "image_r10": None, "score_bands": None}
     label_of = {ids[r.path]: r.label for r in db}
     counts = Counter(r.label for r in db if r.label)
     if has_splits:
@@ -102,15 +103,40 @@ def _image_metrics(
     else:
         vectors = rt.store.vectors(LIBRARY, "visual", [ids[q.path] for q in queries])
         query_keys = [(ids[q.path], q.label, ids[q.path]) for q in queries]
-    aps, p10s, r10s = [], [], []
+    calibration = rt.libraries.model_for(rt.libraries.get(LIBRARY)).info.image_calibration
+    aps, p10s, r10s, top10 = [], [], [], []
     for key, label, self_id in query_keys:
-        hits = rt.store.search(LIBRARY, "visual", vectors[key], 101)
-        ranked = [label_of[h.image.image_id] == label for h in hits if h.image.image_id != self_id][:100]
+        hits = [h for h in rt.store.search(LIBRARY, "visual", vectors[key], 101) if h.image.image_id != self_id][:100]
+        ranked = [label_of[h.image.image_id] == label for h in hits]
         n_rel = counts[label] - (1 if self_id is not None else 0)
         aps.append(average_precision_at(ranked, n_rel, 100))
         p10s.append(precision_at(ranked, 10))
         r10s.append(recall_at(ranked, n_rel, 10))
-    return {"image_map100": _mean(aps), "image_p10": _mean(p10s), "image_r10": _mean(r10s)}
+        top10 += [(h.similarity, rel) for h, rel in zip(hits[:10], ranked[:10])]
+    sims = np.array([s for s, _ in top10], dtype=np.float32)
+    return {"image_map100": _mean(aps), "image_p10": _mean(p10s), "image_r10": _mean(r10s),
+            "score_bands": score_bands(to_score(sims, calibration), np.array([r for _, r in top10], dtype=bool))}
+
+
+#: Score bands and their intended meaning (README, "Scores").
+SCORE_BANDS = ((">0.9", 0.9, 1.01), ("0.7-0.9", 0.7, 0.9), ("<0.7", -0.01, 0.7))
+
+
+def score_bands(scores: np.ndarray, relevant: np.ndarray) -> dict[str, dict[str, float | None]]:
+    """How well scores read: per band, the share of results in it and the fraction of those
+    that are relevant (same label).
+
+    Args:
+        scores: (n,) float scores of top-10 results over all queries.
+        relevant: (n,) bool, same label as the query.
+    """
+    out: dict[str, dict[str, float | None]] = {}
+    for name, low, high in SCORE_BANDS:
+        inside = (scores > low) & (scores <= high)
+        share = float(inside.mean()) if scores.size else 0.0
+        precision = float(relevant[inside].mean()) if inside.any() else None
+        out[name] = {"share": round(share, 4), "precision": None if precision is None else round(precision, 4)}
+    return out
 
 
 def _text_metrics(rt: Runtime, db: list[LabelledImage], labels: set[str]) -> dict[str, float | None]:
