@@ -129,3 +129,13 @@ def test_update_tags_and_delete_image(client):
     assert client.patch(f"{API}/libraries/lib/images/coffee", json={"tags": {}}).status_code == 404
     hits = client.post(f"{API}/search/by-image", json={**query, "tag_filter": None}).json()["data"]["results"]
     assert "coffee" not in [h["image_id"] for h in hits] and len(hits) == 2
+
+
+def test_web_page_and_docs_are_served(client):
+    page = client.get("/")
+    assert page.status_code == 200 and "text/html" in page.headers["content-type"]
+    assert "/api/v1/operators/image-search" in page.text and 'id="search"' in page.text
+    spec = client.get("/openapi.json").json()
+    assert f"{API}/search/by-image" in spec["paths"] and f"{API}/search/by-text" in spec["paths"]
+    r = client.get("/no/such/route")
+    assert r.status_code == 404 and r.json()["status"] == "NOT_FOUND" and r.json()["data"] is None
