@@ -56,20 +56,21 @@ class SearchPath:
     HNSW_FALLBACK: Final = "hnsw-filtered>exact"  # too few survivors: redone exactly
 
 
-# Planner constants, set from measurements at n=100k, dim 256 and 1280, k=10 on 2 cores
-# (benchmarks/filtered_recall.py; numbers in the module's report).
+# Planner constants, set from measurements at n=100k, k=10, dim 256 and 1280, on clustered data
+# with realistic (decaying) and hard (isotropic) spectra, 2 cores (benchmarks/filtered_recall.py).
 #
-# Below this share of the live rows, a filtered query is answered exactly: the over-fetching HNSW
-# query needs k / s * 2 candidates, which at small s is both slower than scanning the few allowed
-# rows and less accurate (the allowed top-k sit deep in the unfiltered ranking).
-HNSW_MIN_SELECTIVITY: Final = 0.2
-# A filtered query whose allowed rows hold at most this many floats (rows x dim) is answered
-# exactly whatever its selectivity: about 4 MB of gathered vectors scans in about 1 ms, the
-# cost of a graph query, with recall 1.0.
-EXACT_WORK_FLOATS: Final = 1 << 20
-# Over-fetch factor for filtered graph queries: ask for OVERFETCH * k / s candidates so that the
-# expected number of allowed survivors is OVERFETCH * k.
-OVERFETCH: Final = 2.0
+# Filtered graph queries ask for OVERFETCH * k / s candidates (s = allowed share of the rows),
+# so about OVERFETCH * k of them are expected to pass. 2 (an expected 2k survivors) gave recall@10
+# of 0.94-0.98 at s = 0.1-0.2; 8 gives 0.98-0.996 at s = 0.1 and 0.99-0.998 at s >= 0.2.
+OVERFETCH: Final = 8.0
+# Below this selectivity a filtered query is always answered exactly: the allowed top-k sit ever
+# deeper in the unfiltered ranking, so the graph query needs more candidates (800+ for k=10) and
+# still loses recall (0.97-0.98 at s = 0.05 on the hard data), while the scan stays exact.
+HNSW_MIN_SELECTIVITY: Final = 0.1
+# Above it, scan anyway when the allowed rows number at most this many times the candidates
+# the graph query would fetch: one scanned row costs about 1/10-1/20 of one fetched graph
+# candidate (gather + product vs graph hops), and at equal cost the exact answer wins.
+EXACT_ROWS_PER_FETCH: Final = 16
 # When the allowed rows are more than this share of all rows, one product over the whole matrix
 # followed by a gather of scores is cheaper than gathering the allowed rows' vectors first.
 GATHER_MAX_FRACTION: Final = 0.5
@@ -552,7 +553,7 @@ class VectorIndex:
             if (
                 graph is None
                 or s < HNSW_MIN_SELECTIVITY
-                or m * self.dim <= EXACT_WORK_FLOATS
+                or m <= EXACT_ROWS_PER_FETCH * fetch
                 or fetch > HNSW_MAX_FETCH_FRACTION * n
             ):
                 return (*self._exact(q, k, slots), SearchPath.EXACT_FILTERED)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from lookalike.errors import ModelUnavailable
 from lookalike.models.base import Embedder, ImageEmbeddings, ModelInfo, ScoreCalibration
+from lookalike.models.clip import CLIP_PREFIX
 from lookalike.models.efficientnet import DEFAULT_MODEL_ID, VARIANTS, variant_installed
 
 __all__ = [
@@ -25,8 +26,6 @@ __all__ = [
     "available_model_ids",
     "load_model",
 ]
-
-CLIP_PREFIX = "clip:"
 
 _lock = threading.Lock()
 # One lock per key so two different models can load concurrently while a second

@@ -104,28 +104,31 @@ class ClipEmbedder:
         config = _read_json(self.folder / "config.json")
         self._model_type = str(config.get("model_type", ""))
         self._pre = _Preprocessing.from_folder(self.folder)
-        self._tokenizer = _load_tokenizer(self.folder)
-        self._tok_lock = threading.Lock()
         text_cfg = config.get("text_config") or {}
-        self._max_tokens = int(
-            min(text_cfg.get("max_position_embeddings", 77),
-                getattr(self._tokenizer, "model_max_length", 10**6))
-        )
         # SigLIP was trained on texts padded to a fixed length without an attention mask
         # and pools the last token, so it must see exactly that (HF SigLIP docs).
-        self._pad_to_max = self._model_type.startswith("siglip")
+        self._tokenizer = _TextTokenizer(
+            self.folder,
+            max_positions=int(text_cfg.get("max_position_embeddings", 77)),
+            pad_to_max=self._model_type.startswith("siglip"),
+        )
 
+        self._torch: Any = None
         cache = model_dir(cache_dir, model_id)
         tag = f"{_GRAPH_VERSION}-{_fingerprint(self.folder)}"
         image_onnx = ensure_onnx(cache / f"image-{tag}", lambda: self._image_spec())
         text_onnx = ensure_onnx(cache / f"text-{tag}", lambda: self._text_spec())
+        self._torch = None  # drop the PyTorch copy the export may have loaded
         self._image_session = open_session(image_onnx)
         self._text_session = open_session(text_onnx)
-        dim = int(self._image_session.get_outputs()[0].shape[-1])
+        dim = self._image_session.get_outputs()[0].shape[-1]
+        if not isinstance(dim, int):  # symbolic in the graph: ask the graph
+            probe = np.zeros((1, 3, self._pre.crop, self._pre.crop), np.float32)
+            dim = self._image_session.run(None, {"pixel_values": probe})[0].shape[-1]
         self.info = ModelInfo(
             model_id=model_id,
-            image_dim=dim,
-            text_dim=dim,
+            image_dim=int(dim),
+            text_dim=int(dim),
             shared_space=True,
             input_size=self._pre.crop,
             image_calibration=CLIP_IMAGE_CALIBRATION,
@@ -186,25 +189,12 @@ class ClipEmbedder:
 
     def tokenize(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """Texts -> (input_ids, attention_mask), both (n, L) int64, as the model expects."""
-        with self._tok_lock:
-            enc = self._tokenizer(
-                list(texts),
-                padding="max_length" if self._pad_to_max else True,
-                truncation=True,
-                max_length=self._max_tokens,
-                return_tensors="np",
-            )
-        ids = np.asarray(enc["input_ids"], dtype=np.int64)
-        if self._pad_to_max or "attention_mask" not in enc:
-            mask = np.ones_like(ids)
-        else:
-            mask = np.asarray(enc["attention_mask"], dtype=np.int64)
-        return ids, mask
+        return self._tokenizer(texts)
 
     # -- export ---------------------------------------------------------------------
 
     def _torch_model(self) -> Any:
-        if getattr(self, "_torch", None) is None:
+        if self._torch is None:
             os.environ.setdefault("HF_HUB_OFFLINE", "1")
             from transformers import AutoModel
 
@@ -344,14 +334,72 @@ class _Preprocessing:
         return np.ascontiguousarray(x.transpose(2, 0, 1), dtype=np.float32)
 
 
-def _load_tokenizer(folder: Path) -> Any:
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from transformers import AutoTokenizer
+class _TextTokenizer:
+    """The folder's tokenizer: ``tokenizer.json`` through ``tokenizers`` when present
+    (keeps transformers, and with it torch, out of the query path), else AutoTokenizer."""
 
-    try:
-        return AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
-    except Exception as exc:  # transformers raises OSError/ValueError/...
-        raise ModelUnavailable(f"cannot load the tokenizer from {folder}: {exc}") from exc
+    def __init__(self, folder: Path, max_positions: int, pad_to_max: bool) -> None:
+        tok_cfg: dict[str, Any] = {}
+        if (folder / "tokenizer_config.json").is_file():
+            tok_cfg = _read_json(folder / "tokenizer_config.json")
+        limit = tok_cfg.get("model_max_length")
+        self.max_len = min(max_positions, int(limit)) if isinstance(limit, (int, float)) else max_positions
+        self.pad_to_max = pad_to_max
+        self._lock = threading.Lock()
+        self._fast = None
+        self._auto = None
+        if (folder / "tokenizer.json").is_file():
+            from tokenizers import Tokenizer
+
+            tok = Tokenizer.from_file(str(folder / "tokenizer.json"))
+            tok.no_padding()
+            tok.enable_truncation(max_length=self.max_len)
+            pad = _special_token(folder, tok_cfg, "pad_token") or _special_token(folder, tok_cfg, "eos_token")
+            pad_id = tok.token_to_id(pad) if pad else None
+            tok.enable_padding(
+                pad_id=pad_id or 0,
+                pad_token=pad or "",
+                length=self.max_len if pad_to_max else None,
+            )
+            self._fast = tok
+        else:
+            os.environ.setdefault("HF_HUB_OFFLINE", "1")
+            from transformers import AutoTokenizer
+
+            try:
+                self._auto = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+            except Exception as exc:  # transformers raises OSError/ValueError/...
+                raise ModelUnavailable(f"cannot load the tokenizer from {folder}: {exc}") from exc
+
+    def __call__(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        texts = list(texts)
+        with self._lock:  # padding/truncation state lives on the tokenizer object
+            if self._fast is not None:
+                enc = self._fast.encode_batch(texts)
+                ids = np.asarray([e.ids for e in enc], dtype=np.int64)
+                mask = np.asarray([e.attention_mask for e in enc], dtype=np.int64)
+            else:
+                out = self._auto(
+                    texts,
+                    padding="max_length" if self.pad_to_max else True,
+                    truncation=True,
+                    max_length=self.max_len,
+                    return_tensors="np",
+                )
+                ids = np.asarray(out["input_ids"], dtype=np.int64)
+                mask = np.asarray(out.get("attention_mask", np.ones_like(ids)), dtype=np.int64)
+        if self.pad_to_max:
+            mask = np.ones_like(ids)
+        return ids, mask
+
+
+def _special_token(folder: Path, tok_cfg: dict[str, Any], name: str) -> str | None:
+    value = tok_cfg.get(name)
+    if value is None and (folder / "special_tokens_map.json").is_file():
+        value = _read_json(folder / "special_tokens_map.json").get(name)
+    if isinstance(value, dict):
+        value = value.get("content")
+    return value if isinstance(value, str) else None
 
 
 def _fingerprint(folder: Path) -> str:

@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import re
 import shutil
 import tempfile
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
@@ -29,6 +31,8 @@ from lookalike.errors import ModelUnavailable
 
 if TYPE_CHECKING:  # pragma: no cover
     import onnxruntime
+
+log = logging.getLogger(__name__)
 
 ONNX_FILE = "model.onnx"
 META_FILE = "meta.json"
@@ -94,8 +98,12 @@ def ensure_onnx(graph_dir: Path, build: Callable[[], ExportSpec]) -> Path:
     if onnx_path.is_file():
         return onnx_path
     graph_dir.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_temps(graph_dir)
     # The temp dir is a sibling so the final rename stays on one filesystem (atomic).
     tmp = Path(tempfile.mkdtemp(prefix=f".{graph_dir.name}.tmp-", dir=graph_dir.parent))
+    os.chmod(tmp, 0o755)  # mkdtemp makes it 0700; the cache may be shared read-only
+    log.info("exporting %s to ONNX (once; this takes a while)", graph_dir)
+    started = time.monotonic()
     try:
         spec = build()
         meta = _export_and_check(spec, tmp / ONNX_FILE)
@@ -112,26 +120,51 @@ def ensure_onnx(graph_dir: Path, build: Callable[[], ExportSpec]) -> Path:
         raise ModelUnavailable(f"ONNX export to {graph_dir} failed: {exc}") from exc
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    log.info(
+        "exported %s in %.1f s, max |onnx - torch| %s",
+        graph_dir, time.monotonic() - started, meta["max_abs_diff_vs_torch"],
+    )
     return onnx_path
+
+
+def _remove_stale_temps(graph_dir: Path, max_age_s: float = 3600.0) -> None:
+    """Delete temp dirs of exports killed long ago (a live export takes minutes)."""
+    now = time.time()
+    for old in graph_dir.parent.glob(f".{graph_dir.name}.tmp-*"):
+        try:
+            if now - old.stat().st_mtime > max_age_s:
+                shutil.rmtree(old, ignore_errors=True)
+        except OSError:
+            pass
 
 
 def _export_and_check(spec: ExportSpec, onnx_path: Path) -> dict[str, Any]:
     import torch
 
     module = spec.module.eval()
-    with torch.no_grad():
-        torch.onnx.export(
-            module,
-            tuple(spec.example_inputs),
-            str(onnx_path),
-            input_names=list(spec.input_names),
-            output_names=list(spec.output_names),
-            dynamic_shapes=dict(spec.dynamic_shapes) if spec.dynamic_shapes else None,
-            # The legacy TorchScript exporter produced wrong EfficientNet-Lite outputs
-            # (see /work/shared/research/models.md); the dynamo exporter matched.
-            dynamo=True,
-            external_data=True,
-        )
+    # The exporter's progress lines, FutureWarnings and "torchvision is not installed"
+    # notices are noise for a server log; failures still raise.
+    quiet = logging.getLogger("torch.onnx")
+    level = quiet.level
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        quiet.setLevel(logging.ERROR)
+        try:
+            torch.onnx.export(
+                module,
+                tuple(spec.example_inputs),
+                str(onnx_path),
+                input_names=list(spec.input_names),
+                output_names=list(spec.output_names),
+                dynamic_shapes=dict(spec.dynamic_shapes) if spec.dynamic_shapes else None,
+                # The legacy TorchScript exporter produced wrong EfficientNet-Lite
+                # outputs (/work/shared/research/models.md); the dynamo exporter matched.
+                dynamo=True,
+                external_data=True,
+                verbose=False,
+            )
+        finally:
+            quiet.setLevel(level)
         check = tuple(spec.check_inputs or spec.example_inputs)
         expected = module(*check)
     if isinstance(expected, torch.Tensor):

