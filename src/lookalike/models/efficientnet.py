@@ -77,8 +77,8 @@ _IMAGE_CALIBRATION = {
 }
 _TEXT_CALIBRATION = {
     "efficientnet-lite0": ScoreCalibration((0.0, 0.16, 0.35, 0.48, 0.64, 1.0), _TEXT_SCORE_LEVELS),
-    "efficientnet-lite1": ScoreCalibration((0.0, 0.21, 0.39, 0.56, 0.62, 1.0), _TEXT_SCORE_LEVELS),
-    "efficientnet-lite2": ScoreCalibration((0.0, 0.21, 0.40, 0.56, 0.59, 1.0), _TEXT_SCORE_LEVELS),
+    "efficientnet-lite1": ScoreCalibration((0.0, 0.16, 0.36, 0.52, 0.65, 1.0), _TEXT_SCORE_LEVELS),
+    "efficientnet-lite2": ScoreCalibration((0.0, 0.16, 0.36, 0.50, 0.65, 1.0), _TEXT_SCORE_LEVELS),
 }
 
 
