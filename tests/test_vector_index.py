@@ -24,7 +24,9 @@ def clustered(rng: np.random.Generator, n: int, dim: int, clusters: int = 50) ->
 
 def brute(model: dict[int, np.ndarray], q: np.ndarray, k: int, allowed=None):
     """Reference top-k: same per-row similarity formula, ties by key ascending."""
-    keys = np.array(sorted(model if allowed is None else set(allowed) & model.keys()), dtype=np.int64)
+    keys = np.array(
+        sorted(model if allowed is None else set(allowed) & model.keys()), dtype=np.int64
+    )
     if keys.shape[0] == 0:
         return keys, np.zeros(0, dtype=np.float32)
     mat = np.stack([model[int(k)] for k in keys])
@@ -53,7 +55,7 @@ def test_exact_matches_brute_force(rng):
     keys = rng.permutation(10 * n)[:n].astype(np.int64)
     index = VectorIndex(dim)
     index.add(keys, vecs)
-    model = dict(zip(keys.tolist(), vecs))
+    model = dict(zip(keys.tolist(), vecs, strict=True))
     for q in unit(rng, 20, dim):
         for k in (1, 10, 100):
             got = index.search_with_path(q, k)
@@ -100,13 +102,13 @@ def test_add_replace_remove_then_search(rng):
     dim = 24
     index = VectorIndex(dim)
     model: dict[int, np.ndarray] = {}
-    for step in range(60):
+    for _ in range(60):
         op = rng.integers(0, 3)
         if op < 2 or not model:
             ks = rng.integers(0, 400, size=rng.integers(1, 40))
             vs = unit(rng, ks.shape[0], dim)
             index.add(ks, vs)
-            for k, v in zip(ks.tolist(), vs):  # last occurrence wins
+            for k, v in zip(ks.tolist(), vs, strict=True):  # last occurrence wins
                 model[k] = v
         else:
             ks = rng.integers(0, 450, size=rng.integers(1, 30))
@@ -145,7 +147,11 @@ def test_ties_are_broken_by_key_on_every_path(rng, monkeypatch):
     expect = sorted([17, *twins.tolist()])
     results = {}
     allowed_big = np.concatenate([keys[: n // 2], twins, [17]])
-    for name, allowed in (("all", None), ("small", np.array([*twins, 17, 3, 4])), ("big", allowed_big)):
+    for name, allowed in (
+        ("all", None),
+        ("small", np.array([*twins, 17, 3, 4])),
+        ("big", allowed_big),
+    ):
         got_keys, sims, path = index.search_with_path(dup, 5, allowed)
         results[name] = (got_keys, sims, path)
         assert got_keys.tolist() == expect, (name, path)
@@ -171,7 +177,7 @@ def test_sparse_keys(rng):
     vecs = unit(rng, 5, dim)
     index = VectorIndex(dim, hnsw_min_size=3)
     index.add(ks, vecs)
-    model = dict(zip(ks.tolist(), vecs))
+    model = dict(zip(ks.tolist(), vecs, strict=True))
     for q in vecs:
         assert_same(index.search(q, 3), brute(model, q, 3))
         got = index.search(q, 5, allowed=ks[[0, 3, 4]])
@@ -188,7 +194,7 @@ def test_many_sparse_keys_vectorised_lookup(rng):
     vecs = unit(rng, ks.shape[0], dim)
     index = VectorIndex(dim, hnsw_min_size=300)
     index.add(ks, vecs)
-    model = dict(zip(ks.tolist(), vecs))
+    model = dict(zip(ks.tolist(), vecs, strict=True))
     index.remove(ks[::3])
     for k in ks[::3].tolist():
         del model[k]
@@ -288,7 +294,10 @@ def test_hnsw_recall_unfiltered_and_filtered(rng):
     queries = clustered(rng, 50, dim)
     assert index.search_with_path(queries[0], 10)[2] == SearchPath.HNSW
     assert recall(index, model, queries) >= 0.95
-    assert recall(index, model, queries, allowed_fn=lambda: np.flatnonzero(rng.random(n) < 0.01)) == 1.0
+    assert (
+        recall(index, model, queries, allowed_fn=lambda: np.flatnonzero(rng.random(n) < 0.01))
+        == 1.0
+    )
 
 
 def test_hnsw_stays_correct_under_churn(rng):
@@ -310,7 +319,7 @@ def test_hnsw_stays_correct_under_churn(rng):
         ks = np.concatenate([new, back, replace])
         vs = clustered(rng, ks.shape[0], dim)
         index.add(ks, vs)
-        model.update(zip(ks.tolist(), vs))
+        model.update(zip(ks.tolist(), vs, strict=True))
         assert len(index) == len(model)
         assert set(index.keys().tolist()) == set(model)
     queries = clustered(rng, 40, dim)
@@ -393,7 +402,12 @@ def test_save_load_round_trip(tmp_path, rng, with_graph):
     assert [p.name for p in tmp_path.iterdir()] == ["field.vidx"]  # no temporary left behind
     loaded = VectorIndex.load(path)
     assert loaded.has_graph == with_graph
-    assert (loaded.watermark, loaded.M, loaded.ef_search, len(loaded)) == (987654321, 12, 64, len(index))
+    assert (loaded.watermark, loaded.M, loaded.ef_search, len(loaded)) == (
+        987654321,
+        12,
+        64,
+        len(index),
+    )
     np.testing.assert_array_equal(loaded.keys(), index.keys())
     allowed = np.arange(0, n, 3)
     for q in clustered(rng, 20, dim):
@@ -427,4 +441,6 @@ def test_save_load_empty(tmp_path):
     index = VectorIndex(4)
     index.save(tmp_path / "e.vidx")
     loaded = VectorIndex.load(tmp_path / "e.vidx")
-    assert len(loaded) == 0 and loaded.search(np.array([1, 0, 0, 0], np.float32), 3)[0].shape == (0,)
+    assert len(loaded) == 0 and loaded.search(np.array([1, 0, 0, 0], np.float32), 3)[0].shape == (
+        0,
+    )

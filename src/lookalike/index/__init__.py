@@ -1,4 +1,4 @@
-"""Vector search over one embedding field: :class:`VectorIndex` (exact scan + HNSW, filter-aware)."""
+"""Vector search over one embedding field: :class:`VectorIndex` (exact scan + HNSW)."""
 
 from lookalike.index.vector_index import SearchPath, VectorIndex
 

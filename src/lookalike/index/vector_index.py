@@ -4,21 +4,22 @@ A :class:`VectorIndex` holds the L2-normalised float32 embeddings of one field, 
 store's int64 row ids, and answers top-k cosine-similarity queries, optionally restricted to an
 ``allowed`` set of keys (the rows that pass a metadata filter).
 
-Two search methods, chosen per query by a small planner (:meth:`VectorIndex.search`):
+Two search methods, chosen per query by a small planner (:meth:`VectorIndex.search_with_path`):
 
-* exact: one matrix-vector product over the live rows (or over the gathered allowed rows) and
-  ``np.argpartition``; recall 1.0, cost proportional to rows x dim.
+* exact: inner products with all live rows, or with the allowed rows gathered block by block,
+  then ``np.argpartition``; recall 1.0, cost proportional to rows x dim.
 * HNSW: a hierarchical navigable small-world graph (Malkov & Yashunin, "Efficient and robust
   approximate nearest neighbor search using Hierarchical Navigable Small World graphs",
   IEEE TPAMI 42(4), 2018), through hnswlib 0.8, space ``'ip'``. Built lazily once the index
   holds ``hnsw_min_size`` vectors, then kept in step with every add and remove.
 
-Measured on the 2-core development machine (see ``benchmarks/filtered_recall.py`` and the
-report in ``/work/shared/research/vector-engines.md``): HNSW M=16, efConstruction=128 keeps
-recall@10 near 0.99 at about 1 ms, while HNSW with a selective filter loses recall; exact search
-over the gathered allowed rows has recall 1.0 and costs well under a millisecond for small
-subsets. The planner therefore searches selective filters exactly and broad ones with an
-over-fetching HNSW query that falls back to exact search when too few results pass the filter.
+Why a planner (``/work/shared/research/vector-engines.md``, measured on this 2-core machine):
+hnswlib at M=16, efConstruction=128 gives recall@10 0.987 in 0.87 ms over 200k 512-d vectors,
+but graph search under a selective filter loses recall unless it falls back to an exact search,
+and an exact search over a pre-gathered 1% subset costs 0.05 ms. So selective filters (and
+small indexes) are scanned; broad filters use an over-fetching graph query whose survivors are
+checked against the filter, redone exactly when fewer than k survive. The cut-offs below come
+from ``benchmarks/filtered_recall.py``.
 
 Every returned similarity is recomputed by one row-wise routine (:func:`_rescore`) whose value for
 a row does not depend on which other rows are in the batch, so a key gets bit-identical scores
@@ -57,24 +58,28 @@ class SearchPath:
 
 
 # Planner constants, set from measurements at n=100k, k=10, dim 256 and 1280, on clustered data
-# with realistic (decaying) and hard (isotropic) spectra, 2 cores (benchmarks/filtered_recall.py).
+# with a realistic (decaying) and a hard (isotropic) variance spectrum, 2 cores, single-thread
+# CPU time per query (benchmarks/filtered_recall.py; the numbers are in its report).
 #
 # Filtered graph queries ask for OVERFETCH * k / s candidates (s = allowed share of the rows),
-# so about OVERFETCH * k of them are expected to pass. 2 (an expected 2k survivors) gave recall@10
-# of 0.94-0.98 at s = 0.1-0.2; 8 gives 0.98-0.996 at s = 0.1 and 0.99-0.998 at s >= 0.2.
+# so about OVERFETCH * k of them are expected to pass. 2 (the first design: an expected 2k
+# survivors) gave recall@10 0.92-0.98 at s = 0.05-0.2, since the allowed top-k lie deeper in the
+# unfiltered ranking than the graph is accurate; 8 gives 0.995-0.999 at every s >= 0.02 on the
+# realistic data and 0.98-0.998 at s >= 0.1 on the hard data.
 OVERFETCH: Final = 8.0
-# Below this selectivity a filtered query is always answered exactly: the allowed top-k sit ever
-# deeper in the unfiltered ranking, so the graph query needs more candidates (800+ for k=10) and
-# still loses recall (0.97-0.98 at s = 0.05 on the hard data), while the scan stays exact.
+# Below this selectivity a filtered query is always answered exactly, whatever the sizes: the
+# graph query would need >= 1600 candidates for k=10 and, on the hard data, drops below 0.98
+# recall (0.977-0.983 at s = 0.05), while the scan is exact.
 HNSW_MIN_SELECTIVITY: Final = 0.1
-# Above it, scan anyway when the allowed rows number at most this many times the candidates
-# the graph query would fetch: one scanned row costs about 1/10-1/20 of one fetched graph
-# candidate (gather + product vs graph hops), and at equal cost the exact answer wins.
+# Above it, scan anyway when the allowed rows number at most this many times the candidates the
+# graph query would fetch. Measured: one fetched graph candidate costs as much as scanning ~8
+# (1280-d) to ~12 (256-d) gathered rows; 16 settles near-ties in favour of the exact answer (at
+# n=100k, k=10: 10% filters are scanned, 20% and up go to the graph).
 EXACT_ROWS_PER_FETCH: Final = 16
 # When the allowed rows are more than this share of all rows, scanning the whole matrix
 # (sequential reads) and picking their scores is cheaper than gathering their rows (random
-# reads plus a copy, about 3x the cost per row; measured crossover near 0.3).
-GATHER_MAX_FRACTION: Final = 0.3
+# reads plus a copy: measured 0.17 vs 0.09 us per 256-d row).
+GATHER_MAX_FRACTION: Final = 0.5
 # A graph query asking for more than this share of the live rows costs more than a scan.
 HNSW_MAX_FETCH_FRACTION: Final = 0.05
 
@@ -167,7 +172,9 @@ class _KeyMap:
             return out
         if keys.shape[0] <= 32:
             d = self._dict
-            return np.fromiter((d.get(k, -1) for k in keys.tolist()), dtype=np.int64, count=keys.shape[0])
+            return np.fromiter(
+                (d.get(k, -1) for k in keys.tolist()), dtype=np.int64, count=keys.shape[0]
+            )
         sorted_keys, sorted_slots = self._sorted_arrays()
         if sorted_keys.shape[0] == 0:
             return np.full(keys.shape, -1, dtype=np.int64)
@@ -192,7 +199,7 @@ class _KeyMap:
                 self._table[keys] = slots
                 return
             self._to_sparse()
-        self._dict.update(zip(keys.tolist(), slots.tolist()))
+        self._dict.update(zip(keys.tolist(), slots.tolist(), strict=True))
         self._sorted = None
 
     def delete(self, keys: np.ndarray) -> None:
@@ -209,7 +216,7 @@ class _KeyMap:
     def _to_sparse(self) -> None:
         assert self._table is not None
         live = np.flatnonzero(self._table >= 0)
-        self._dict = dict(zip(live.tolist(), self._table[live].tolist()))
+        self._dict = dict(zip(live.tolist(), self._table[live].tolist(), strict=True))
         self._table = None
         self._sorted = None
 
@@ -282,7 +289,8 @@ class VectorIndex:
             query is a scan, which is both exact and fast at that size.
         M: HNSW out-degree (hnswlib ``M``).
         ef_construction: HNSW build beam width.
-        ef_search: HNSW query beam width (hnswlib uses ``max(ef_search, k)``).
+        ef_search: HNSW query beam width; a query asking the graph for more candidates than
+            this (large k, filtered over-fetch) widens its beam to that count.
 
     Raises:
         ValueError: a parameter out of range.
@@ -364,6 +372,11 @@ class VectorIndex:
                 repeated within ``keys`` keeps its last vector.
             vectors: ``(n, dim)`` float32 (other float dtypes are converted), each row finite and
                 L2-normalised (norm within 1e-3 of 1).
+
+        The call that brings the index to ``hnsw_min_size`` vectors builds the graph, holding
+        the write lock meanwhile (searches wait): O(n log n), measured 15-23 s for 100k 256-d
+        and 50-85 s for 100k 1280-d vectors on 2 cores. Later adds insert into the graph at
+        about the same cost per vector.
 
         Raises:
             ValueError: shape mismatch, non-finite values or a row that is not unit length.
@@ -640,7 +653,9 @@ class VectorIndex:
         for start in range(0, rows, block):
             stop = min(rows, start + block)
             part = buf[: stop - start]
-            np.take(vecs, slots[start:stop], axis=0, out=part)
+            # mode="clip" (slots are always valid): with out=, the default mode="raise"
+            # buffers the copy and was 4x slower.
+            np.take(vecs, slots[start:stop], axis=0, out=part, mode="clip")
             np.matmul(part, q, out=out[start:stop])
         return out
 
@@ -727,52 +742,67 @@ class VectorIndex:
     def load(cls, path: Path | str) -> VectorIndex:
         """Read an index written by :meth:`save`.
 
+        The graph part goes through a temporary file beside ``path`` (hnswlib loads from a
+        path only).
+
         Raises:
             FileNotFoundError: no file at ``path``.
-            ValueError: not an index file, an unknown format version, or a truncated file.
+            ValueError: not an index file, an unknown format version, a truncated or otherwise
+                inconsistent file.
+            OSError: the file or the temporary file cannot be read or written.
         """
         path = Path(path)
         with open(path, "rb") as f:
-            header, data_start = _read_header(f)
-            n, dim = int(header["n"]), int(header["dim"])
-            graph_bytes = int(header["graph_bytes"])
-            expected = data_start + 8 * n + (graph_bytes if header["graph"] else 4 * n * dim)
-            size = os.fstat(f.fileno()).st_size
-            if size != expected:
-                raise ValueError(f"{path}: corrupt index file ({size} bytes, expected {expected})")
-            index = cls(
-                dim,
-                hnsw_min_size=int(header["hnsw_min_size"]),
-                M=int(header["M"]),
-                ef_construction=int(header["ef_construction"]),
-                ef_search=int(header["ef_search"]),
+            try:
+                return cls._load(f, path)
+            except (KeyError, TypeError, RuntimeError) as e:
+                # hnswlib reports a bad graph (e.g. a key missing from it) as RuntimeError.
+                raise ValueError(f"{path}: corrupt index file ({e!r})") from None
+
+    @classmethod
+    def _load(cls, f, path: Path) -> VectorIndex:
+        header, data_start = _read_header(f)
+        n, dim = int(header["n"]), int(header["dim"])
+        graph_bytes = int(header["graph_bytes"])
+        expected = data_start + 8 * n + (graph_bytes if header["graph"] else 4 * n * dim)
+        size = os.fstat(f.fileno()).st_size
+        if size != expected:
+            raise ValueError(f"{path}: corrupt index file ({size} bytes, expected {expected})")
+        index = cls(
+            dim,
+            hnsw_min_size=int(header["hnsw_min_size"]),
+            M=int(header["M"]),
+            ef_construction=int(header["ef_construction"]),
+            ef_search=int(header["ef_search"]),
+        )
+        index.watermark = int(header["watermark"])
+        f.seek(data_start)
+        keys = _read_array(f, np.dtype("<i8"), n).astype(np.int64, copy=False)
+        graph = None
+        if not header["graph"]:
+            vectors = _read_array(f, np.dtype("<f4"), n * dim).reshape(n, dim)
+        else:
+            gfd, graph_tmp = tempfile.mkstemp(
+                dir=path.parent, prefix=f".{path.name}.", suffix=".hnsw.tmp"
             )
-            index.watermark = int(header["watermark"])
-            f.seek(data_start)
-            keys = _read_array(f, np.dtype("<i8"), n).astype(np.int64, copy=False)
-            graph = None
-            if not header["graph"]:
-                vectors = _read_array(f, np.dtype("<f4"), n * dim).reshape(n, dim)
+            try:
+                with os.fdopen(gfd, "wb") as g:
+                    _copy_exact(f, g, graph_bytes)
+                graph = hnswlib.Index(space="ip", dim=dim)
+                graph.load_index(graph_tmp, max_elements=0, allow_replace_deleted=True)
+            finally:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(graph_tmp)
+            if graph.dim != dim:
+                raise ValueError(f"{path}: graph dimension {graph.dim} != {dim}")
+            graph.set_ef(index.ef_search)
+            if n:
+                vectors = np.ascontiguousarray(
+                    graph.get_items(keys.view(np.uint64), return_type="numpy"),
+                    dtype=np.float32,
+                ).reshape(n, dim)
             else:
-                gfd, graph_tmp = tempfile.mkstemp(
-                    dir=path.parent, prefix=f".{path.name}.", suffix=".hnsw.tmp"
-                )
-                try:
-                    with os.fdopen(gfd, "wb") as g:
-                        _copy_exact(f, g, graph_bytes)
-                    graph = hnswlib.Index(space="ip", dim=dim)
-                    graph.load_index(graph_tmp, max_elements=0, allow_replace_deleted=True)
-                finally:
-                    with contextlib.suppress(FileNotFoundError):
-                        os.unlink(graph_tmp)
-                graph.set_ef(index.ef_search)
-                if n:
-                    vectors = np.ascontiguousarray(
-                        graph.get_items(keys.view(np.uint64), return_type="numpy"),
-                        dtype=np.float32,
-                    ).reshape(n, dim)
-                else:
-                    vectors = np.empty((0, dim), dtype=np.float32)
+                vectors = np.empty((0, dim), dtype=np.float32)
         index._vecs = np.ascontiguousarray(vectors, dtype=np.float32)
         index._keys = keys.copy()
         index._n = n
