@@ -96,7 +96,7 @@ def bench_search(n: int, dim: int, queries: int, seed: int) -> tuple[list[dict],
         latency, recall = [], []
         cases = {"none": None} | {
             s: {"field": "bucket", "op": "<", "value": b} for s, b in SELECTIVITY_BUCKETS.items()
-        } | {"compound 5%": [{"field": "even", "op": "=", "value": True},
+        } | {"compound": [{"field": "even", "op": "=", "value": True},
                              {"or": [{"field": "bucket", "op": "<", "value": 50},
                                      {"field": "bucket", "op": "in", "value": [900, 901, 902, 903, 904] * 10}]}]}
         for name, raw in cases.items():

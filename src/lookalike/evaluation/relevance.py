@@ -3,7 +3,8 @@
 Protocol:
 - image->image: where ``labels.csv`` defines splits, each labelled ``query`` image searches
   the ``db`` images; otherwise each labelled image searches all the others
-  (leave-one-out). Relevant = same label. mAP@100, precision@10, recall@10.
+  (leave-one-out). Relevant = same label. mAP@100, precision@10, recall@10, averaged over
+  the queries that have at least one relevant image (``n_queries`` counts those).
 - text->image: each distinct label as "a photo of <label>" ('_' read as a space) searches
   the db images; mAP@100 and precision@10. Skipped when labels are ids, not words.
 - timings: import throughput (read + decode + embed + store, images/s) and end-to-end
@@ -73,7 +74,7 @@ def evaluate_dataset(
             rt.importer.import_items(LIBRARY, items, atomic=False, progress=progress)
             embed_rate = len(db) / (time.perf_counter() - start)
 
-            out: dict[str, float | int | None] = {"n_images": len(db), "n_queries": len(queries)}
+            out: dict[str, float | int | None] = {"n_images": len(db)}
             out |= _image_metrics(rt, db, queries, ids, has_splits)
             labels = {r.label for r in db if r.label}
             out |= _text_metrics(rt, db, labels) if text and labels_are_words(labels) and mode == "general_search" \
@@ -89,7 +90,7 @@ def _image_metrics(
     rt: Runtime, db: list[LabelledImage], queries: list[LabelledImage], ids: dict[Path, str], has_splits: bool
 ) -> dict[str, float | None]:
     if not queries:
-        return {"image_map100": None, "image_p10": None, "image_r10": None, "score_bands": None}
+        return {"n_queries": 0, "image_map100": None, "image_p10": None, "image_r10": None, "score_bands": None}
     label_of = {ids[r.path]: r.label for r in db}
     counts = Counter(r.label for r in db if r.label)
     if has_splits:
@@ -107,14 +108,16 @@ def _image_metrics(
     aps, p10s, r10s, top10 = [], [], [], []
     for key, label, self_id in query_keys:
         hits = [h for h in rt.store.search(LIBRARY, "visual", vectors[key], 101) if h.image.image_id != self_id][:100]
-        ranked = [label_of[h.image.image_id] == label for h in hits]
         n_rel = counts[label] - (1 if self_id is not None else 0)
+        if n_rel == 0:  # no other image of its label: AP is undefined, so the query is not counted
+            continue
+        ranked = [label_of[h.image.image_id] == label for h in hits]
         aps.append(average_precision_at(ranked, n_rel, 100))
         p10s.append(precision_at(ranked, 10))
         r10s.append(recall_at(ranked, n_rel, 10))
         top10 += [(h.similarity, rel) for h, rel in zip(hits[:10], ranked[:10])]
     sims = np.array([s for s, _ in top10], dtype=np.float32)
-    return {"image_map100": _mean(aps), "image_p10": _mean(p10s), "image_r10": _mean(r10s),
+    return {"n_queries": len(aps), "image_map100": _mean(aps), "image_p10": _mean(p10s), "image_r10": _mean(r10s),
             "score_bands": score_bands(to_score(sims, calibration), np.array([r for _, r in top10], dtype=bool))}
 
 

@@ -8,8 +8,6 @@ a crash never leaves half an image.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -22,7 +20,7 @@ import numpy as np
 
 from ..config import Settings
 from ..errors import InvalidImage, InvalidParameter, LookalikeError
-from ..imaging import decode_image
+from ..imaging import decode_base64, decode_image
 from ..models.base import Embedder
 from ..store import NewImage, Store
 from .libraries import LibraryService
@@ -73,20 +71,7 @@ def read_image_bytes(item: ImportItem, max_bytes: int) -> bytes:
         InvalidImage: no usable source, unreadable file, or more than ``max_bytes`` bytes.
     """
     if item.image_base64 is not None:
-        if not isinstance(item.image_base64, str):
-            raise InvalidImage(f"{item.where}.image_base64: must be a base64 string")
-        text = item.image_base64.strip()
-        if text.startswith("data:"):
-            text = text.partition(",")[2]
-        if len(text) * 3 // 4 > max_bytes + 3:
-            raise InvalidImage(f"{item.where}.image_base64: image is larger than the limit of {max_bytes} bytes")
-        try:
-            data = base64.b64decode(text, validate=True)
-        except (binascii.Error, ValueError):
-            raise InvalidImage(f"{item.where}.image_base64: is not valid base64") from None
-        if not data:
-            raise InvalidImage(f"{item.where}.image_base64: decodes to zero bytes")
-        return data
+        return decode_base64(item.image_base64, field=f"{item.where}.image_base64", max_bytes=max_bytes)
     source, name = None, None
     if item.path:
         source, name = Path(item.path).expanduser(), "path"

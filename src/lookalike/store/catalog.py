@@ -204,6 +204,16 @@ class Catalog:
             raise LibraryNotFound(name)
         return row["id"]
 
+    def _image_row(self, conn: sqlite3.Connection, library: str, image_id: str) -> tuple[int, int]:
+        """(library id, row id) of an image. Raises ``LibraryNotFound`` or ``ImageNotFound``."""
+        library_id = self._library_id(conn, library)
+        row = conn.execute(
+            "SELECT row_id FROM images WHERE library_id = ? AND image_id = ?", (library_id, image_id)
+        ).fetchone()
+        if row is None:
+            raise ImageNotFound(library, image_id)
+        return library_id, row["row_id"]
+
     def _next_seq(self, conn: sqlite3.Connection, library_id: int) -> int:
         return conn.execute(
             "UPDATE libraries SET seq = seq + 1 WHERE id = ? RETURNING seq", (library_id,)
@@ -283,33 +293,21 @@ class Catalog:
 
     def update_tags(self, library: str, image_id: str, tags: dict[str, object]) -> ImageRecord:
         with self._write() as conn:
-            library_id = self._library_id(conn, library)
-            row = conn.execute(
-                "SELECT row_id FROM images WHERE library_id = ? AND image_id = ?", (library_id, image_id)
-            ).fetchone()
-            if row is None:
-                raise ImageNotFound(library, image_id)
+            library_id, row_id = self._image_row(conn, library, image_id)
             seq = self._next_seq(conn, library_id)
             conn.execute(
                 "UPDATE images SET tags = ?, seq = ? WHERE row_id = ?",
-                (json.dumps(tags, ensure_ascii=False), seq, row["row_id"]),
+                (json.dumps(tags, ensure_ascii=False), seq, row_id),
             )
-            updated = conn.execute("SELECT * FROM images WHERE row_id = ?", (row["row_id"],)).fetchone()
+            updated = conn.execute("SELECT * FROM images WHERE row_id = ?", (row_id,)).fetchone()
         return _image(updated)
 
     def delete_image(self, library: str, image_id: str) -> None:
         with self._write() as conn:
-            library_id = self._library_id(conn, library)
-            row = conn.execute(
-                "SELECT row_id FROM images WHERE library_id = ? AND image_id = ?", (library_id, image_id)
-            ).fetchone()
-            if row is None:
-                raise ImageNotFound(library, image_id)
+            library_id, row_id = self._image_row(conn, library, image_id)
             seq = self._next_seq(conn, library_id)
-            conn.execute("DELETE FROM images WHERE row_id = ?", (row["row_id"],))
-            conn.execute(
-                "INSERT INTO deletions (library_id, row_id, seq) VALUES (?, ?, ?)", (library_id, row["row_id"], seq)
-            )
+            conn.execute("DELETE FROM images WHERE row_id = ?", (row_id,))
+            conn.execute("INSERT INTO deletions (library_id, row_id, seq) VALUES (?, ?, ?)", (library_id, row_id, seq))
 
     def image_bytes(self, library: str, image_ids: Sequence[str]) -> dict[str, bytes]:
         out: dict[str, bytes] = {}
