@@ -139,3 +139,27 @@ def test_web_page_and_docs_are_served(client):
     assert f"{API}/search/by-image" in spec["paths"] and f"{API}/search/by-text" in spec["paths"]
     r = client.get("/no/such/route")
     assert r.status_code == 404 and r.json()["status"] == "NOT_FOUND" and r.json()["data"] is None
+
+
+def test_oversized_request_body_is_a_413(settings, models):
+    from dataclasses import replace
+
+    from fastapi.testclient import TestClient
+
+    from lookalike.api import create_app
+    from lookalike.runtime import Runtime
+
+    runtime = Runtime.open(replace(settings, max_request_bytes=10_000), models=models)
+    with TestClient(create_app(runtime)) as small:
+        r = small.post(f"{API}/search/by-image", json={"library_name": "x", "image_base64": "A" * 20_000})
+        assert r.status_code == 413
+        assert r.json() == {"status": "REQUEST_TOO_LARGE",
+                            "message": "request body is larger than the limit of 10000 bytes", "data": None}
+
+        def chunks():  # no Content-Length: the limit applies as the body streams in
+            for _ in range(5):
+                yield b"x" * 4000
+
+        r = small.post(f"{API}/search/by-image", content=chunks(), headers={"content-type": "application/json"})
+        assert r.status_code == 413
+        assert small.get(f"{API}/libraries").status_code == 200

@@ -27,6 +27,8 @@ class Settings:
         data_dir: root of all state (database, vector index files, ONNX model cache).
         max_query_bytes: largest accepted query image, in bytes of the decoded base64 (5 MB).
         max_import_bytes: largest accepted imported image, in bytes.
+        max_request_bytes: largest accepted HTTP request body, in bytes (bulk imports are the
+            big ones: 1000 images a request).
         max_image_pixels: largest accepted width x height, in pixels; a guard against
             decompression bombs (Pillow's own default warns at 89.5 Mpx).
         default_model: model id used when a library is created without one.
@@ -38,6 +40,7 @@ class Settings:
     max_query_bytes: int = 5 * 1024 * 1024
     max_image_pixels: int = 50_000_000
     max_import_bytes: int = 20 * 1024 * 1024
+    max_request_bytes: int = 256 * 1024 * 1024
     default_model: str = DEFAULT_MODEL
     models_dir: Path | None = None
 
@@ -61,6 +64,8 @@ class Settings:
             kwargs["data_dir"] = Path(data_dir).expanduser()
         if v := os.environ.get("LOOKALIKE_MAX_QUERY_BYTES"):
             kwargs["max_query_bytes"] = int(v)
+        if v := os.environ.get("LOOKALIKE_MAX_REQUEST_BYTES"):
+            kwargs["max_request_bytes"] = int(v)
         if v := os.environ.get("LOOKALIKE_MAX_IMAGE_PIXELS"):
             kwargs["max_image_pixels"] = int(v)
         if v := os.environ.get("LOOKALIKE_MODEL_CACHE"):

@@ -11,6 +11,7 @@ from fastapi.responses import HTMLResponse
 from .. import __version__
 from ..runtime import Runtime
 from .envelope import install_error_handlers
+from .limits import BodySizeLimit
 from .routes import router
 
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
@@ -27,6 +28,7 @@ def create_app(runtime: Runtime) -> FastAPI:
     app = FastAPI(title="Lookalike", version=__version__, lifespan=lifespan)
     app.state.runtime = runtime
     install_error_handlers(app)
+    app.add_middleware(BodySizeLimit, max_bytes=runtime.settings.max_request_bytes)
     app.include_router(router)
 
     @app.get("/healthz", include_in_schema=False)
