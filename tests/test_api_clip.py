@@ -49,3 +49,22 @@ def test_missing_clip_folder_is_a_clear_400(client, tmp_path):
     r = client.post(f"{API}/libraries", json={"library_name": "c", "model": f"clip:{tmp_path / 'nowhere'}"})
     assert r.status_code == 400 and r.json()["status"] == "MODEL_UNAVAILABLE"
     assert "nowhere" in r.json()["message"]
+
+
+def test_warm_skips_a_library_whose_model_is_gone(tmp_path, settings, models, caplog):
+    folder = tmp_path / "clip"
+    folder.mkdir()
+    make_tiny_clip(folder)
+    runtime = Runtime.open(settings, models=models)
+    runtime.libraries.create("a_clip", model_id=f"clip:{folder}")
+    runtime.libraries.create("b_default")
+    runtime.close()
+    shutil.rmtree(folder)
+    runtime = Runtime.open(settings, models=lambda mid: load_model(mid, tmp_path / "fresh-cache")
+                           if mid.startswith("clip:") else models(mid))
+    try:
+        runtime.warm()
+        assert "could not warm library a_clip" in caplog.text
+        assert runtime.search.by_text("b_default", "a cat") == []
+    finally:
+        runtime.close()

@@ -46,7 +46,7 @@ def serve(
 
     from .api import create_app
 
-    uvicorn.run(create_app(_runtime(data_dir)), host=host, port=port)
+    uvicorn.run(create_app(_runtime(data_dir), warm=True), host=host, port=port)
 
 
 @library_app.command("create")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 from .config import Settings
@@ -9,6 +10,8 @@ from .service.importer import Importer
 from .service.libraries import LibraryService, ModelProvider
 from .service.search import SearchService
 from .store import EmbeddedStore, Store
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -47,6 +50,19 @@ class Runtime:
             importer=Importer(libraries, store, settings),
             search=SearchService(libraries, store, settings),
         )
+
+    def warm(self) -> None:
+        """Load every library's model and vector index now rather than on its first search.
+
+        Errors are logged, not raised: a library whose model is missing still answers the
+        clear error on its own requests, and the others warm up.
+        """
+        for library in self.libraries.list():
+            try:
+                self.libraries.model_for(library)
+                self.store.warm(library.name)
+            except Exception:  # noqa: BLE001 - warming is best effort by design
+                log.warning("could not warm library %s", library.name, exc_info=True)
 
     def close(self) -> None:
         self.store.close()

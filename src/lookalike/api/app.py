@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -17,12 +18,23 @@ from .routes import router
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
 
 
-def create_app(runtime: Runtime) -> FastAPI:
-    """The HTTP app over ``runtime``; OpenAPI docs at ``/docs``. Closes the runtime on shutdown."""
+def create_app(runtime: Runtime, *, warm: bool = False) -> FastAPI:
+    """The HTTP app over ``runtime``; OpenAPI docs at ``/docs``. Closes the runtime on shutdown.
+
+    Args:
+        warm: at start-up, load models and vector indexes in a background thread
+            (``Runtime.warm``), so the first searches do not pay for it; requests are served
+            meanwhile.
+    """
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        warmer = threading.Thread(target=runtime.warm, name="lookalike-warm", daemon=True) if warm else None
+        if warmer is not None:
+            warmer.start()
         yield
+        if warmer is not None:
+            warmer.join()
         runtime.close()
 
     app = FastAPI(title="Lookalike", version=__version__, lifespan=lifespan)

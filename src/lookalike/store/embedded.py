@@ -128,6 +128,11 @@ class EmbeddedStore:
             log.warning("cannot read saved index %s; rebuilding", path, exc_info=True)
             return None
 
+    def warm(self, library: str) -> None:
+        """Load a library's rows and vectors (and build its HNSW graph if it is large), so the
+        first search does not pay for it. Raises ``LibraryNotFound``."""
+        self._state(library)
+
     def save_indexes(self) -> None:
         """Save every open library's vector indexes, so a restart skips rebuilding them."""
         with self._lock:
