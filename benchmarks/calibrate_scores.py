@@ -38,7 +38,6 @@ from __future__ import annotations
 import argparse
 import io
 import itertools
-import os
 import sys
 from pathlib import Path
 

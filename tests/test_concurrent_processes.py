@@ -26,3 +26,35 @@ def test_writes_from_another_runtime_are_seen_without_restart(settings, models):
     finally:
         cli.close()
         server.close()
+
+
+def test_concurrent_searches_and_imports_through_the_api(client):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from conftest import PHOTOS
+
+    api = "/api/v1/operators/image-search"
+    client.post(f"{api}/libraries", json={"library_name": "busy"})
+    encoded = {n: b64(encode(photo(n))) for n in PHOTOS}
+
+    def do_import(i: int) -> int:
+        name = PHOTOS[i % len(PHOTOS)]
+        body = {"images": [{"image_id": f"{name}-{i}", "image_base64": encoded[name], "tags": {"i": i}}]}
+        return client.post(f"{api}/libraries/busy/images", json=body).status_code
+
+    def do_search(i: int) -> int:
+        body = {"library_name": "busy", "image_base64": encoded[PHOTOS[i % len(PHOTOS)]],
+                "tag_filter": {"field": "i", "op": "<", "value": 10}}
+        r = client.post(f"{api}/search/by-image", json=body)
+        assert all(h["tags"]["i"] < 10 for h in r.json()["data"]["results"])
+        return r.status_code
+
+    with ThreadPoolExecutor(8) as pool:
+        imports = [pool.submit(do_import, i) for i in range(24)]
+        searches = [pool.submit(do_search, i) for i in range(48)]
+        assert {f.result() for f in imports} == {201}
+        assert {f.result() for f in searches} == {200}
+    assert client.get(f"{api}/libraries/busy").json()["data"]["image_count"] == 24
+    results = client.post(f"{api}/search/by-image", json={"library_name": "busy", "image_base64": encoded["coffee"],
+                                                          "top_k": 100}).json()["data"]["results"]
+    assert len(results) == 24 and results[0]["image_id"].startswith("coffee-")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import io
 import re
-import json
 import os
 from pathlib import Path
 

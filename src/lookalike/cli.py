@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import NoReturn, Optional
 
 import typer
 from rich.console import Console
@@ -30,7 +30,7 @@ def _runtime(data_dir: Optional[Path]) -> Runtime:
     return Runtime.open(Settings.from_env(data_dir))
 
 
-def _fail(exc: Exception) -> None:
+def _fail(exc: Exception) -> NoReturn:
     err.print(f"[red]error:[/red] {exc.message if isinstance(exc, LookalikeError) else exc}")
     raise typer.Exit(code=2)
 
@@ -159,7 +159,7 @@ def search(
         tag_filter = json.loads(filter) if filter else None
     except json.JSONDecodeError as exc:
         err.print(f"error: --filter is not valid JSON ({exc.msg})")
-        raise typer.Exit(code=2)
+        raise typer.Exit(code=2) from None
     rt = _runtime(data_dir)
     try:
         if image is not None:

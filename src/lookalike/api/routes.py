@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import asdict
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import JSONResponse
 
 from ..runtime import Runtime
 from ..service.importer import ImportItem

@@ -76,6 +76,7 @@ class EmbeddedStore:
         self._catalog = Catalog(db_path)
         self._index_dir = index_dir
         self._states: dict[str, _LibraryState] = {}
+        self._opening: dict[str, threading.Lock] = {}
         self._lock = threading.Lock()
 
     # -- state ---------------------------------------------------------------------------
@@ -85,12 +86,20 @@ class EmbeddedStore:
         library_id, seq = self._catalog.library_seq(name)
         with self._lock:
             state = self._states.get(name)
-            if state is None or state.library_id != library_id:
-                state = self._open_state(name)
-                self._states[name] = state
-        if state.seq != seq:
+            opening = self._opening.setdefault(name, threading.Lock())
+        if state is None or state.library_id != library_id:
+            # Opening a large library builds its HNSW graph (tens of seconds): hold only this
+            # library's lock meanwhile, so searches of other libraries go on.
+            with opening:
+                with self._lock:
+                    state = self._states.get(name)
+                if state is None or state.library_id != library_id:
+                    state = self._open_state(name)
+                    with self._lock:
+                        self._states[name] = state
+        if state.seq < seq:
             with state.lock:
-                if state.seq != seq:
+                if state.seq < seq:
                     state.apply(self._catalog.changes_since(state.library_id, state.seq, state.dims))
         return state
 
