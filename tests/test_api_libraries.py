@@ -163,3 +163,25 @@ def test_oversized_request_body_is_a_413(settings, models):
         r = small.post(f"{API}/search/by-image", content=chunks(), headers={"content-type": "application/json"})
         assert r.status_code == 413
         assert small.get(f"{API}/libraries").status_code == 200
+
+
+def test_import_roots_confine_server_side_file_reads(settings, models, tmp_path):
+    from dataclasses import replace
+
+    from fastapi.testclient import TestClient
+
+    from lookalike.api import create_app
+    from lookalike.runtime import Runtime
+
+    allowed, other = tmp_path / "allowed", tmp_path / "other"
+    allowed.mkdir()
+    other.mkdir()
+    for folder in (allowed, other):
+        (folder / "coffee.jpg").write_bytes(encode(photo("coffee")))
+    runtime = Runtime.open(replace(settings, import_roots=(allowed.resolve(),)), models=models)
+    with TestClient(create_app(runtime)) as c:
+        _create(c)
+        assert _import(c, "lib", [{"image_id": "in", "image_uri": str(allowed / "coffee.jpg")}]).status_code == 201
+        for uri in (str(other / "coffee.jpg"), str(allowed / ".." / "other" / "coffee.jpg")):
+            r = _import(c, "lib", [{"image_id": "out", "image_uri": uri}])
+            assert r.status_code == 400 and "outside the folders" in r.json()["message"]

@@ -32,6 +32,10 @@ class Settings:
         max_image_pixels: largest accepted width x height, in pixels; a guard against
             decompression bombs (Pillow's own default warns at 89.5 Mpx).
         default_model: model id used when a library is created without one.
+        import_roots: folders that imports may read local files from (``path`` or a local
+            ``image_uri``); ``None`` allows any readable file. Set it
+            (``$LOOKALIKE_IMPORT_ROOTS``, ``os.pathsep``-separated) when the API is reachable
+            by clients who should not read the server's disk.
         models_dir: ONNX export cache; default ``<data_dir>/models`` (``$LOOKALIKE_MODEL_CACHE``
             shares one cache between data dirs).
     """
@@ -43,6 +47,7 @@ class Settings:
     max_request_bytes: int = 256 * 1024 * 1024
     default_model: str = DEFAULT_MODEL
     models_dir: Path | None = None
+    import_roots: tuple[Path, ...] | None = None
 
     @property
     def db_path(self) -> Path:
@@ -70,6 +75,8 @@ class Settings:
             kwargs["max_image_pixels"] = int(v)
         if v := os.environ.get("LOOKALIKE_MODEL_CACHE"):
             kwargs["models_dir"] = Path(v).expanduser()
+        if v := os.environ.get("LOOKALIKE_IMPORT_ROOTS"):
+            kwargs["import_roots"] = tuple(Path(p).expanduser().resolve() for p in v.split(os.pathsep) if p)
         if v := os.environ.get("LOOKALIKE_MODEL"):
             kwargs["default_model"] = v
         return cls(**kwargs)

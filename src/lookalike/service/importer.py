@@ -64,11 +64,16 @@ class _Prepared:
     pixels: np.ndarray  # (3, S, S) float32 model input
 
 
-def read_image_bytes(item: ImportItem, max_bytes: int) -> bytes:
+def read_image_bytes(item: ImportItem, max_bytes: int, roots: tuple[Path, ...] | None = None) -> bytes:
     """The encoded bytes of an item's image.
 
+    Args:
+        max_bytes: size limit, in bytes.
+        roots: folders local files may be read from; ``None``: any.
+
     Raises:
-        InvalidImage: no usable source, unreadable file, or more than ``max_bytes`` bytes.
+        InvalidImage: no usable source, a file outside ``roots``, unreadable, or more than
+            ``max_bytes`` bytes.
     """
     if item.image_base64 is not None:
         return decode_base64(item.image_base64, field=f"{item.where}.image_base64", max_bytes=max_bytes)
@@ -89,6 +94,10 @@ def read_image_bytes(item: ImportItem, max_bytes: int) -> bytes:
             )
     if source is None:
         raise InvalidParameter(f"{item.where}: one of image_base64, path, or a local image_uri is required")
+    if roots is not None:
+        resolved = source.resolve()
+        if not any(resolved.is_relative_to(root) for root in roots):
+            raise InvalidImage(f"{item.where}.{name}: '{source}' is outside the folders this server imports from")
     try:
         size = source.stat().st_size
         if size > max_bytes:
@@ -119,7 +128,7 @@ class Importer:
         if item.image_uri is not None and not isinstance(item.image_uri, str):
             raise InvalidParameter(f"{item.where}.image_uri: must be a string")
         item.tags = check_tags(item.tags, f"{item.where}.tags")
-        data = read_image_bytes(item, self._settings.max_import_bytes)
+        data = read_image_bytes(item, self._settings.max_import_bytes, self._settings.import_roots)
         image = decode_image(data, field=item.where, max_pixels=self._settings.max_image_pixels)
         return _Prepared(item=item, image_id=image_id, data=data, pixels=model.preprocess(image))
 
