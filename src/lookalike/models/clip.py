@@ -27,7 +27,7 @@ from PIL import Image
 from lookalike.errors import ModelUnavailable
 from lookalike.models.base import ImageEmbeddings, ModelInfo, ScoreCalibration
 from lookalike.models.efficientnet import to_rgb
-from lookalike.models.onnx_cache import ExportSpec, ensure_onnx, model_dir, open_session
+from lookalike.models.onnx_cache import ExportSpec, ensure_onnx, model_dir, open_session, run_pixel_batches
 
 CLIP_PREFIX = "clip:"
 DEFAULT_BATCH_SIZE = 16
@@ -148,18 +148,10 @@ class ClipEmbedder:
         Raises:
             ValueError: ``batch`` has the wrong shape.
         """
-        s = self._pre.crop
-        batch = np.asarray(batch, dtype=np.float32)
-        if batch.ndim != 4 or batch.shape[1:] != (3, s, s):
-            raise ValueError(f"expected (n, 3, {s}, {s}) pixels, got {batch.shape}")
-        out = [
-            self._image_session.run(
-                ["image_embeds"],
-                {"pixel_values": np.ascontiguousarray(batch[i : i + self.batch_size])},
-            )[0]
-            for i in range(0, len(batch), self.batch_size)
-        ]
-        visual = _l2(np.concatenate(out)) if out else np.zeros((0, self.info.image_dim), np.float32)
+        out = run_pixel_batches(
+            self._image_session, "pixel_values", ["image_embeds"], batch, self._pre.crop, self.batch_size
+        )
+        visual = _l2(out[0]) if out else np.zeros((0, self.info.image_dim), np.float32)
         return ImageEmbeddings(visual=visual, semantic=None)
 
     def embed_images(self, images: Sequence[Image.Image]) -> ImageEmbeddings:

@@ -34,7 +34,7 @@ from PIL import Image
 
 from lookalike.errors import ModelUnavailable
 from lookalike.models.base import ImageEmbeddings, ModelInfo, ScoreCalibration
-from lookalike.models.onnx_cache import ExportSpec, ensure_onnx, model_dir, open_session
+from lookalike.models.onnx_cache import ExportSpec, ensure_onnx, model_dir, open_session, run_pixel_batches
 from lookalike.models.text_encoder import MINILM_DIM, MiniLMEncoder
 
 DEFAULT_MODEL_ID = "efficientnet-lite0"
@@ -211,25 +211,16 @@ class EfficientNetConSE:
         Raises:
             ValueError: ``batch`` has the wrong shape.
         """
-        s = self._variant.input_size
-        batch = np.asarray(batch, dtype=np.float32)
-        if batch.ndim != 4 or batch.shape[1:] != (3, s, s):
-            raise ValueError(f"expected (n, 3, {s}, {s}) pixels, got {batch.shape}")
-        feats, logits = [], []
-        for start in range(0, len(batch), self.batch_size):
-            f, l = self._session.run(
-                ["pooled_features", "class_logits"],
-                {"pixels": np.ascontiguousarray(batch[start : start + self.batch_size])},
-            )
-            feats.append(f)
-            logits.append(l)
-        if not feats:
+        out = run_pixel_batches(
+            self._session, "pixels", ["pooled_features", "class_logits"], batch,
+            self._variant.input_size, self.batch_size,
+        )
+        if out is None:
             return ImageEmbeddings(
                 np.zeros((0, FEATURE_DIM), np.float32), np.zeros((0, MINILM_DIM), np.float32)
             )
-        visual = _l2(np.concatenate(feats))
-        semantic = self.conse(np.concatenate(logits))
-        return ImageEmbeddings(visual=visual, semantic=semantic)
+        features, logits = out
+        return ImageEmbeddings(visual=_l2(features), semantic=self.conse(logits))
 
     def embed_images(self, images: Sequence[Image.Image]) -> ImageEmbeddings:
         """Images -> embeddings (``preprocess`` then ``embed_pixels``); see there for shapes."""

@@ -231,3 +231,36 @@ def open_session(onnx_path: Path, threads: int | None = None) -> "onnxruntime.In
         return ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises its own untyped errors
         raise ModelUnavailable(f"cannot load ONNX model {onnx_path}: {exc}") from exc
+
+
+def run_pixel_batches(
+    session: "onnxruntime.InferenceSession",
+    input_name: str,
+    outputs: Sequence[str],
+    pixels: np.ndarray,
+    size: int,
+    batch_size: int,
+) -> list[np.ndarray] | None:
+    """Run an image graph over ``pixels`` in batches of ``batch_size``.
+
+    Args:
+        pixels: (n, 3, size, size) float32 model input.
+
+    Returns:
+        One array per name in ``outputs``, the batches concatenated along axis 0; ``None``
+        when n is 0.
+
+    Raises:
+        ValueError: ``pixels`` is not (n, 3, size, size).
+    """
+    pixels = np.asarray(pixels, dtype=np.float32)
+    if pixels.ndim != 4 or pixels.shape[1:] != (3, size, size):
+        raise ValueError(f"expected (n, 3, {size}, {size}) pixels, got {pixels.shape}")
+    if len(pixels) == 0:
+        return None
+    runs = [
+        session.run(list(outputs), {input_name: np.ascontiguousarray(pixels[i : i + batch_size])})
+        for i in range(0, len(pixels), batch_size)
+    ]
+    return [np.concatenate([run[j] for run in runs]) for j in range(len(outputs))]
+
