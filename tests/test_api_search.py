@@ -184,3 +184,55 @@ def test_same_class_photos_rank_first_on_real_labelled_set(client):
         results = client.post(f"{API}/search/by-image", json=body).json()["data"]["results"]
         hits_same += sum(h["tags"]["label"] == label for h in results)
     assert hits_same / (5 * len(picked)) >= 0.7
+
+
+TAGGED = {  # image -> tags; "retina" has no colour, "rocket" holds a number where others hold strings
+    "astronaut": {"colour": "white", "size": 3, "sale": True},
+    "chelsea": {"colour": "ginger", "size": 1, "sale": False},
+    "coffee": {"colour": "brown", "size": 1.0, "sale": True},
+    "rocket": {"colour": 7, "size": 10},
+    "retina": {"size": "large"},
+}
+
+
+@pytest.fixture
+def tagged(client):
+    client.post(f"{API}/libraries", json={"library_name": "tagged"})
+    images = [{"image_id": n, "image_base64": b64(encode(photo(n).resize((128, 128)))), "tags": t}
+              for n, t in TAGGED.items()]
+    assert client.post(f"{API}/libraries/tagged/images", json={"images": images}).status_code == 201
+    return "tagged"
+
+
+@pytest.mark.parametrize(
+    "flt, expected",
+    [
+        ({"field": "colour", "op": "=", "value": "white"}, {"astronaut"}),
+        ({"field": "colour", "op": "!=", "value": "white"}, {"chelsea", "coffee", "rocket", "retina"}),
+        ({"field": "size", "op": "=", "value": 1}, {"chelsea", "coffee"}),  # 1 == 1.0
+        ({"field": "size", "op": ">", "value": 1}, {"astronaut", "rocket"}),  # "large" is not a number
+        ({"field": "size", "op": ">=", "value": 3}, {"astronaut", "rocket"}),
+        ({"field": "size", "op": "<", "value": 3}, {"chelsea", "coffee"}),
+        ({"field": "size", "op": "<=", "value": 3}, {"astronaut", "chelsea", "coffee"}),
+        ({"field": "colour", "op": ">", "value": "c"}, {"astronaut", "chelsea"}),  # code-point order
+        ({"field": "colour", "op": "contains", "value": "ge"}, {"chelsea"}),
+        ({"field": "colour", "op": "not_contains", "value": "ge"}, {"astronaut", "coffee", "rocket", "retina"}),
+        ({"field": "colour", "op": "in", "value": ["brown", 7]}, {"coffee", "rocket"}),
+        ({"field": "colour", "op": "not_in", "value": ["brown", 7]}, {"astronaut", "chelsea", "retina"}),
+        ({"field": "sale", "op": "=", "value": True}, {"astronaut", "coffee"}),
+        ({"field": "sale", "op": "=", "value": 1}, set()),  # booleans are not numbers
+        ({"field": "colour", "op": "=", "value": "7"}, set()),  # no coercion of 7 to "7"
+        ([{"field": "size", "op": "<", "value": 5}, {"field": "sale", "op": "=", "value": True}], {"astronaut", "coffee"}),
+        ({"or": [{"field": "colour", "op": "=", "value": 7}, {"field": "size", "op": "=", "value": "large"}]},
+         {"rocket", "retina"}),
+        ([{"field": "size", "op": "!=", "value": "large"},
+          {"or": [{"field": "colour", "op": "=", "value": "ginger"}, [{"field": "sale", "op": "=", "value": True},
+                                                                      {"field": "size", "op": ">", "value": 2}]]}],
+         {"chelsea", "astronaut"}),
+    ],
+)
+def test_every_operator_through_the_api(client, tagged, flt, expected):
+    for path, body in (("by-image", {"image_base64": b64(encode(photo("coffee")))}), ("by-text", {"query_text": "a cat"})):
+        r = client.post(f"{API}/search/{path}", json={"library_name": "tagged", "top_k": 10, "tag_filter": flt, **body})
+        assert r.status_code == 200, r.text
+        assert {h["image_id"] for h in r.json()["data"]["results"]} == expected
