@@ -61,6 +61,10 @@ CREATE INDEX IF NOT EXISTS deletions_seq ON deletions(library_id, seq);
 """
 
 
+# The columns of an ImageRecord (no embeddings, no bytes).
+_RECORD_COLUMNS = "image_id, image_uri, tags, created_at"
+
+
 @dataclass(frozen=True)
 class LibraryRow:
     id: int
@@ -273,20 +277,15 @@ class Catalog:
 
     def get_image(self, library: str, image_id: str) -> ImageRecord:
         with self._read() as conn:
-            library_id = self._library_id(conn, library)
-            row = conn.execute(
-                "SELECT * FROM images WHERE library_id = ? AND image_id = ?", (library_id, image_id)
-            ).fetchone()
-        if row is None:
-            raise ImageNotFound(library, image_id)
+            _, row_id = self._image_row(conn, library, image_id)
+            row = conn.execute(f"SELECT {_RECORD_COLUMNS} FROM images WHERE row_id = ?", (row_id,)).fetchone()
         return _image(row)
 
     def list_images(self, library: str, *, offset: int = 0, limit: int = 100) -> list[ImageRecord]:
         with self._read() as conn:
             library_id = self._library_id(conn, library)
             rows = conn.execute(
-                "SELECT image_id, image_uri, tags, created_at FROM images WHERE library_id = ?"
-                " ORDER BY row_id LIMIT ? OFFSET ?",
+                f"SELECT {_RECORD_COLUMNS} FROM images WHERE library_id = ? ORDER BY row_id LIMIT ? OFFSET ?",
                 (library_id, limit, offset),
             ).fetchall()
         return [_image(r) for r in rows]
@@ -299,7 +298,7 @@ class Catalog:
                 "UPDATE images SET tags = ?, seq = ? WHERE row_id = ?",
                 (json.dumps(tags, ensure_ascii=False), seq, row_id),
             )
-            updated = conn.execute("SELECT * FROM images WHERE row_id = ?", (row_id,)).fetchone()
+            updated = conn.execute(f"SELECT {_RECORD_COLUMNS} FROM images WHERE row_id = ?", (row_id,)).fetchone()
         return _image(updated)
 
     def delete_image(self, library: str, image_id: str) -> None:
