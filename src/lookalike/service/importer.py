@@ -156,7 +156,7 @@ class Importer:
             LibraryNotFound, ModelMismatch; with ``atomic``: InvalidParameter / InvalidImage
             naming the item and field, Conflict for an existing ``image_id``.
         """
-        record = self._libraries.get(library)
+        record = self._libraries.get(library, count=False)
         model = self._libraries.model_for(record)
         outcome = ImportOutcome()
         pending: list[NewImage] = []

@@ -67,7 +67,7 @@ class SearchService:
         check_library_name(library_name)
         top_k = check_top_k(top_k)
         node = parse_filter(tag_filter)
-        library = self._libraries.get(library_name)
+        library = self._libraries.get(library_name, count=False)
         data = decode_base64(image_base64, field="image_base64", max_bytes=self._settings.max_query_bytes)
         image = decode_image(data, field="image_base64", max_pixels=self._settings.max_image_pixels)
         model = self._libraries.model_for(library)
@@ -96,7 +96,7 @@ class SearchService:
         if len(query_text) > MAX_QUERY_TEXT_CHARS:
             raise InvalidParameter(f"query_text: at most {MAX_QUERY_TEXT_CHARS} characters")
         node = parse_filter(tag_filter)
-        library = self._libraries.get(library_name)
+        library = self._libraries.get(library_name, count=False)
         if library.mode != "general_search":
             raise ModeNotSupported(
                 f"Image library '{library_name}' is in {library.mode} mode and does not support text-to-image search."

@@ -24,6 +24,7 @@ class LibraryRecord:
     Attributes:
         dims: embedding size per field, e.g. ``{"visual": 1280, "semantic": 384}``.
         created_at: Unix time, seconds.
+        image_count: number of images; None when not counted (``get_library(count=False)``).
     """
 
     name: str
@@ -31,7 +32,7 @@ class LibraryRecord:
     model_id: str
     dims: dict[str, int]
     created_at: float
-    image_count: int = 0
+    image_count: int | None = None
 
 
 @dataclass(frozen=True)
@@ -82,8 +83,8 @@ class Store(Protocol):
         """Raises ``Conflict`` if the name is taken."""
         ...
 
-    def get_library(self, name: str) -> LibraryRecord:
-        """Raises ``LibraryNotFound``."""
+    def get_library(self, name: str, *, count: bool = True) -> LibraryRecord:
+        """Raises ``LibraryNotFound``. ``count=False`` skips counting the images (hot paths)."""
         ...
 
     def list_libraries(self) -> list[LibraryRecord]: ...

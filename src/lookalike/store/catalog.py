@@ -92,7 +92,7 @@ class ChangedRows:
     deleted: np.ndarray
 
 
-def _record(row: sqlite3.Row, count: int = 0) -> LibraryRecord:
+def _record(row: sqlite3.Row, count: int | None = None) -> LibraryRecord:
     return LibraryRecord(
         name=row["name"],
         mode=row["mode"],
@@ -164,16 +164,18 @@ class Catalog:
                 (name, mode, model_id, json.dumps(dims), time.time()),
             )
             row = conn.execute("SELECT * FROM libraries WHERE name = ?", (name,)).fetchone()
-        return _record(row)
+        return _record(row, 0)  # just created: no images
 
-    def library(self, name: str) -> LibraryRow:
-        """The library's row. Raises ``LibraryNotFound``."""
+    def library(self, name: str, *, count: bool = True) -> LibraryRow:
+        """The library's row; ``count=False`` skips counting its images (a scan of its rows),
+        leaving ``image_count`` None. Raises ``LibraryNotFound``."""
         with self._read() as conn:
             row = conn.execute("SELECT * FROM libraries WHERE name = ?", (name,)).fetchone()
             if row is None:
                 raise LibraryNotFound(name)
-            count = conn.execute("SELECT COUNT(*) FROM images WHERE library_id = ?", (row["id"],)).fetchone()[0]
-        return LibraryRow(id=row["id"], record=_record(row, count), seq=row["seq"])
+            n = conn.execute("SELECT COUNT(*) FROM images WHERE library_id = ?", (row["id"],)).fetchone()[0] \
+                if count else None
+        return LibraryRow(id=row["id"], record=_record(row, n), seq=row["seq"])
 
     def library_seq(self, name: str) -> tuple[int, int]:
         """(library id, seq): a cheap check for changes. Raises ``LibraryNotFound``."""

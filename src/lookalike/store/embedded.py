@@ -104,7 +104,7 @@ class EmbeddedStore:
         return state
 
     def _open_state(self, name: str) -> _LibraryState:
-        row = self._catalog.library(name)
+        row = self._catalog.library(name, count=False)
         state = _LibraryState(library_id=row.id, dims=dict(row.record.dims))
         saved = {f: self._load_index(row.id, f) for f in state.dims}
         watermark = min((ix.watermark for ix in saved.values() if ix is not None), default=0)
@@ -163,8 +163,8 @@ class EmbeddedStore:
     def create_library(self, name: str, mode: str, model_id: str, dims: dict[str, int]) -> LibraryRecord:
         return self._catalog.create_library(name, mode, model_id, dims)
 
-    def get_library(self, name: str) -> LibraryRecord:
-        return self._catalog.library(name).record
+    def get_library(self, name: str, *, count: bool = True) -> LibraryRecord:
+        return self._catalog.library(name, count=count).record
 
     def list_libraries(self) -> list[LibraryRecord]:
         return self._catalog.list_libraries()
@@ -176,7 +176,7 @@ class EmbeddedStore:
         shutil.rmtree(self._index_dir / str(library_id), ignore_errors=True)
 
     def add_images(self, library: str, images: Sequence[NewImage], *, skip_existing: bool = False) -> ImportReport:
-        dims = self._catalog.library(library).record.dims
+        dims = self._catalog.library(library, count=False).record.dims
         for image in images:
             for name, dim in dims.items():
                 vector = image.vectors.get(name)
