@@ -93,8 +93,8 @@ def _image_metrics(
         return {"n_queries": 0, "image_map100": None, "image_p10": None, "image_r10": None, "score_bands": None}
     label_of = {ids[r.path]: r.label for r in db}
     counts = Counter(r.label for r in db if r.label)
+    model = rt.libraries.model_for(rt.libraries.get(LIBRARY, count=False))
     if has_splits:
-        model = rt.libraries.model_for(rt.libraries.get(LIBRARY))
         vectors = {}
         for start in range(0, len(queries), 32):
             chunk = queries[start : start + 32]
@@ -104,7 +104,7 @@ def _image_metrics(
     else:
         vectors = rt.store.vectors(LIBRARY, "visual", [ids[q.path] for q in queries])
         query_keys = [(ids[q.path], q.label, ids[q.path]) for q in queries]
-    calibration = rt.libraries.model_for(rt.libraries.get(LIBRARY)).info.image_calibration
+    calibration = model.info.image_calibration
     aps, p10s, r10s, top10 = [], [], [], []
     for key, label, self_id in query_keys:
         hits = [h for h in rt.store.search(LIBRARY, "visual", vectors[key], 101) if h.image.image_id != self_id][:100]
