@@ -27,7 +27,7 @@ def _labelled_set(root, rows):
 def _eval(tmp_path, model_cache, root, *extra):
     out = tmp_path / "figures.json"
     env = {"LOOKALIKE_DATA_DIR": str(tmp_path / "data"), "LOOKALIKE_MODEL_CACHE": str(model_cache)}
-    result = CliRunner().invoke(app, ["eval", str(root), "--json", str(out), *extra], env=env, catch_exceptions=False)
+    result = CliRunner().invoke(app, ["eval", "images", str(root), "--json", str(out), *extra], env=env, catch_exceptions=False)
     assert result.exit_code == 0, result.output
     return json.loads(out.read_text()), result.output
 

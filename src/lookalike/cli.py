@@ -19,6 +19,15 @@ from .runtime import Runtime
 app = typer.Typer(help="Lookalike: self-hosted visual search.", no_args_is_help=True, pretty_exceptions_enable=False)
 library_app = typer.Typer(help="Create, list and delete image libraries.", no_args_is_help=True)
 app.add_typer(library_app, name="library")
+eval_app = typer.Typer(help="Measure relevance and speed: labelled photo sets, creator search, multi-item queries.",
+                       no_args_is_help=True)
+app.add_typer(eval_app, name="eval")
+creators_app = typer.Typer(help="Creator search: import, refresh and demo creators with their posts.", no_args_is_help=True)
+app.add_typer(creators_app, name="creators")
+tokens_app = typer.Typer(help="Access tokens and credits of the creator-search API.", no_args_is_help=True)
+app.add_typer(tokens_app, name="tokens")
+keys_app = typer.Typer(help="Index keys of the Constructor-compatible image search.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
 
 console = Console()
 err = Console(stderr=True)
@@ -211,8 +220,8 @@ def demo(
         serve(host=host, port=port, data_dir=data_dir)
 
 
-@app.command("eval")
-def eval_cmd(
+@eval_app.command("images")
+def eval_images(
     dataset_dir: Path = typer.Argument(..., exists=True, file_okay=False, help="Folder with images/ and labels.csv."),
     model: Optional[str] = typer.Option(None, "--model", help="Model id (default efficientnet-lite0)."),
     mode: str = typer.Option("general_search", "--mode", help="Library mode to evaluate."),
@@ -235,7 +244,7 @@ def eval_cmd(
     except LookalikeError as exc:
         _fail(exc)
     figures = {"dataset": dataset_dir.name, "model": model or settings.default_model, "mode": mode, **figures}
-    table = Table("metric", "value", title=f"lookalike eval {dataset_dir.name}")
+    table = Table("metric", "value", title=f"lookalike eval images {dataset_dir.name}")
     for key, value in figures.items():
         if isinstance(value, dict):  # score bands: one row per band
             for band, cell in value.items():
