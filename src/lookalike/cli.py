@@ -256,5 +256,276 @@ def eval_images(
         json_out.write_text(json.dumps(figures, indent=2) + "\n")
 
 
+def _access(data_dir: Optional[Path]):
+    """The AccessService over ``<data_dir>/access.db`` (no models loaded: token commands are instant)."""
+    from .service.access import AccessService
+    from .store.token_store import TokenStore
+
+    return AccessService(TokenStore(Settings.from_env(data_dir).data_dir / "access.db"))
+
+
+def _credits_milli(text: str) -> int:
+    from .service.access import parse_credits
+
+    try:
+        return parse_credits(text, field="--credits")
+    except LookalikeError as exc:
+        _fail(exc)
+
+
+@tokens_app.command("create")
+def tokens_create(
+    credits: str = typer.Option(..., "--credits", help="Starting balance in credits, e.g. 10 or 0.15."),
+    label: Optional[str] = typer.Option(None, "--label", help="Free text to recognise the token by."),
+    data_dir: Optional[Path] = DataDir,
+) -> None:
+    """Create a token; prints its secret once (only a hash is stored)."""
+    from .service.access import format_credits
+
+    milli = _credits_milli(credits)
+    access = _access(data_dir)
+    try:
+        record, secret = access.create_token(milli, label)
+    except LookalikeError as exc:
+        _fail(exc)
+    finally:
+        access.store.close()
+    console.print(secret, markup=False, highlight=False)
+    console.print(f"id {record.id}, balance {format_credits(record.credits_milli)} credits"
+                  + (f", label {record.label}" if record.label else ""), markup=False, highlight=False)
+    err.print("Keep the token now: it cannot be shown again.")
+
+
+@tokens_app.command("list")
+def tokens_list(data_dir: Optional[Path] = DataDir) -> None:
+    """List tokens (never their secrets)."""
+    from datetime import datetime, timezone
+
+    from .service.access import format_credits
+
+    def when(t: Optional[float]) -> str:
+        return "" if t is None else datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%d %H:%M")
+
+    access = _access(data_dir)
+    try:
+        table = Table("id", "label", "credits", "created (UTC)", "revoked (UTC)")
+        for t in access.list_tokens():
+            table.add_row(t.id, t.label or "", format_credits(t.credits_milli), when(t.created_at), when(t.revoked_at))
+    finally:
+        access.store.close()
+    console.print(table)
+
+
+@tokens_app.command("top-up")
+def tokens_top_up(
+    token_id: str = typer.Argument(..., metavar="ID", help="Token id from 'tokens list'."),
+    credits: str = typer.Option(..., "--credits", help="Credits to add, e.g. 10 or 0.15."),
+    data_dir: Optional[Path] = DataDir,
+) -> None:
+    """Add credits to a token."""
+    from .service.access import format_credits
+
+    milli = _credits_milli(credits)
+    access = _access(data_dir)
+    try:
+        record = access.top_up(token_id, milli)
+    except LookalikeError as exc:
+        _fail(exc)
+    finally:
+        access.store.close()
+    console.print(f"token {record.id}: balance {format_credits(record.credits_milli)} credits", highlight=False)
+
+
+@tokens_app.command("revoke")
+def tokens_revoke(
+    token_id: str = typer.Argument(..., metavar="ID", help="Token id from 'tokens list'."),
+    data_dir: Optional[Path] = DataDir,
+) -> None:
+    """Revoke a token for good: its requests get 401."""
+    access = _access(data_dir)
+    try:
+        access.revoke(token_id)
+    except LookalikeError as exc:
+        _fail(exc)
+    finally:
+        access.store.close()
+    console.print(f"revoked token {token_id}", highlight=False)
+
+
+def _key_sections(specs: list[str]) -> dict[str, str]:
+    """``["Products=shop", ...]`` -> ``{"Products": "shop"}``; exits 2 on a malformed or repeated one."""
+    sections: dict[str, str] = {}
+    for spec in specs:
+        section, sep, library = spec.partition("=")
+        if not sep or not section or not library:
+            _fail(ValueError(f"--section {spec!r}: expected NAME=LIBRARY, e.g. Products=shop"))
+        if section in sections:
+            _fail(ValueError(f"--section {section!r}: given more than once"))
+        sections[section] = library
+    return sections
+
+
+def _require_libraries(rt: Runtime, libraries: list[str]) -> None:
+    """Raises ``LibraryNotFound`` for the first library that does not exist."""
+    for name in libraries:
+        rt.libraries.get(name, count=False)
+
+
+@keys_app.command("create")
+def keys_create(
+    section: list[str] = typer.Option(..., "--section", help="NAME=LIBRARY, repeatable; e.g. Products=shop."),
+    data_dir: Optional[Path] = DataDir,
+) -> None:
+    """Create an index key whose sections search the given libraries; prints the key."""
+    sections = _key_sections(section)
+    rt = _runtime(data_dir)
+    try:
+        _require_libraries(rt, list(sections.values()))
+        key = rt.keys.create(sections)
+    except LookalikeError as exc:
+        _fail(exc)
+    finally:
+        rt.close()
+    console.print(key, markup=False, highlight=False)
+
+
+@keys_app.command("list")
+def keys_list(data_dir: Optional[Path] = DataDir) -> None:
+    """List index keys with their sections."""
+    rt = _runtime(data_dir)
+    try:
+        table = Table("key", "sections (section = library)")
+        for k in rt.keys.list():
+            table.add_row(k.key, ", ".join(f"{s} = {lib}" for s, lib in k.sections.items()) or "(none)")
+    finally:
+        rt.close()
+    console.print(table)
+
+
+@keys_app.command("set-section")
+def keys_set_section(
+    key: str = typer.Argument(..., help="Index key from 'keys list'."),
+    name: str = typer.Argument(..., help="Section name, e.g. Products."),
+    library: str = typer.Argument(..., help="Library the section searches."),
+    data_dir: Optional[Path] = DataDir,
+) -> None:
+    """Add a section to a key, or point an existing section at another library."""
+    rt = _runtime(data_dir)
+    try:
+        _require_libraries(rt, [library])
+        rt.keys.set_section(key, name, library)
+    except LookalikeError as exc:
+        _fail(exc)
+    finally:
+        rt.close()
+    console.print(f"key {key}: section {name} = {library}", markup=False, highlight=False)
+
+
+@keys_app.command("remove-section")
+def keys_remove_section(
+    key: str = typer.Argument(..., help="Index key from 'keys list'."),
+    name: str = typer.Argument(..., help="Section name."),
+    data_dir: Optional[Path] = DataDir,
+) -> None:
+    """Remove a section from a key."""
+    rt = _runtime(data_dir)
+    try:
+        rt.keys.remove_section(key, name)
+    except LookalikeError as exc:
+        _fail(exc)
+    finally:
+        rt.close()
+    console.print(f"key {key}: removed section {name}", markup=False, highlight=False)
+
+
+@keys_app.command("delete")
+def keys_delete(
+    key: str = typer.Argument(..., help="Index key from 'keys list'."),
+    data_dir: Optional[Path] = DataDir,
+) -> None:
+    """Delete an index key: its requests get 401 from then on."""
+    rt = _runtime(data_dir)
+    try:
+        rt.keys.delete(key)
+    except LookalikeError as exc:
+        _fail(exc)
+    finally:
+        rt.close()
+    console.print(f"deleted key {key}", markup=False, highlight=False)
+
+
+@creators_app.command("import")
+def creators_import(
+    source: Path = typer.Argument(..., exists=True, dir_okay=False, metavar="FILE.jsonl",
+                                  help="One creator with its posts per line."),
+    platform: Optional[str] = typer.Option(None, "--platform", help="instagram or tiktok, for lines without one."),
+    data_dir: Optional[Path] = DataDir,
+) -> None:
+    """Import or refresh creators; unchanged lines are skipped, bad lines reported and skipped."""
+    from rich.markup import escape
+
+    from .models import load_model
+    from .service.creator_import import CreatorImporter, count_lines
+    from .store.creator_store import CreatorStore
+
+    settings = Settings.from_env(data_dir)
+    store = CreatorStore(settings.data_dir / "creators.db")
+    importer = CreatorImporter(store, lambda model_id: load_model(model_id, settings.model_cache_dir), settings)
+    columns = (TextColumn("importing creators"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    try:
+        with Progress(*columns, console=err) as progress:
+            task = progress.add_task("import", total=count_lines(source))
+            outcome = importer.import_jsonl(source, default_platform=platform,
+                                            progress=lambda n: progress.advance(task, n))
+    except (LookalikeError, OSError) as exc:
+        _fail(exc)
+    finally:
+        store.close()
+    for _, message in outcome.failed:
+        err.print(f"[yellow]skipped[/yellow] {escape(message)}", highlight=False)
+    console.print(f"imported {len(outcome.imported)}, unchanged {len(outcome.unchanged)}, "
+                  f"failed {len(outcome.failed)} (posts: {outcome.posts_added} added, {outcome.posts_removed} "
+                  f"removed, {outcome.posts_embedded} embedded)")
+
+
+@creators_app.command("demo")
+def creators_demo(
+    out: Path = typer.Option(..., "--out", dir_okay=False, metavar="FILE.jsonl", help="JSONL file to write."),
+    creators: int = typer.Option(500, "--creators", help="How many creators (1..100000)."),
+    seed: int = typer.Option(0, "--seed", help="Random seed: the same arguments give the same bytes."),
+    images: Optional[list[Path]] = typer.Option(
+        None, "--images", exists=True, file_okay=False,
+        help="Labelled set (images/ + labels.csv); repeat for several (default: ../shared/datasets/*)."),
+    holdout: float = typer.Option(0.1, "--holdout", help="Share of each label's photos held out as queries."),
+    reference_date: Optional[str] = typer.Option(
+        None, "--reference-date", metavar="YYYY-MM-DD",
+        help="Post dates count back from this day (default 2025-06-30)."),
+) -> None:
+    """Write demo creators whose posts are real labelled photos, plus held-out query photos."""
+    from datetime import UTC, datetime
+
+    from .evaluation.creator_demo import REFERENCE_DATE, build_demo, default_image_dirs
+
+    dirs = list(images) if images else default_image_dirs()
+    if not dirs:
+        _fail(ValueError("--images: no labelled set given and none found in ../shared/datasets beside the repository"))
+    try:
+        day = (datetime.strptime(reference_date, "%Y-%m-%d").replace(tzinfo=UTC)
+               if reference_date else REFERENCE_DATE)
+    except ValueError:
+        _fail(ValueError(f"--reference-date: '{reference_date}' is not a date YYYY-MM-DD"))
+    try:
+        report = build_demo(dirs, out, creators, seed, holdout=holdout, reference_date=day)
+    except (LookalikeError, OSError) as exc:
+        _fail(exc)
+    for reason in report.skipped:
+        err.print(f"[yellow]skipped set[/yellow] {reason}", highlight=False)
+    console.print(f"{report.creators} creators ({report.instagram} instagram, {report.tiktok} tiktok), "
+                  f"{report.posts} posts from {report.post_images} photos of {len(report.labels)} labels "
+                  f"({', '.join(report.sets)}) -> {report.out}", markup=False, highlight=False)
+    console.print(f"{report.held_out} held-out query photos -> {report.queries}; niches -> {report.niches}",
+                  markup=False, highlight=False)
+
+
 def main() -> None:  # pragma: no cover
     app()

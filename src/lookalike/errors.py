@@ -93,3 +93,60 @@ class Conflict(LookalikeError):
 
     http_status = 409
     status = "ALREADY_EXISTS"
+
+
+# --- Access to the creator-search API (issue 3). ``code`` is the Modash-style error code
+# of the ``{"error": true, "code", "message"}`` body; ``status`` keeps this module's style.
+
+
+class Unauthorized(LookalikeError):
+    """A missing or malformed ``Authorization`` header, or an unknown or revoked token (HTTP 401).
+
+    ``code`` is Modash's ``api_token_invalid`` (https://docs.modash.io, "Error codes").
+    """
+
+    http_status = 401
+    status = "UNAUTHORIZED"
+    code = "api_token_invalid"
+
+
+class RateLimited(LookalikeError):
+    """The token used its request budget on this endpoint (HTTP 429); nothing was charged.
+
+    ``retry_after`` is whole seconds (>= 1) to send as the ``Retry-After`` header.
+    """
+
+    http_status = 429
+    status = "RATE_LIMITED"
+    code = "rate_limit_exceeded"
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class PaymentRequired(LookalikeError):
+    """The token's credits cannot cover the request (HTTP 402); nothing was charged.
+
+    ``needed_milli`` and ``balance_milli`` are milli-credits (1 credit = 1000).
+    """
+
+    http_status = 402
+    status = "NOT_ENOUGH_CREDITS"
+    code = "not_enough_credits"
+
+    def __init__(self, message: str, *, needed_milli: int, balance_milli: int) -> None:
+        super().__init__(message)
+        self.needed_milli = needed_milli
+        self.balance_milli = balance_milli
+
+
+class CreatorNotFound(NotFound):
+    """A creator profile is not stored for that platform (HTTP 404)."""
+
+    status = "CREATOR_NOT_FOUND"
+
+    def __init__(self, platform: str, user_id: str) -> None:
+        super().__init__(f"Creator '{user_id}' not found on {platform}.")
+        self.platform = platform
+        self.user_id = user_id

@@ -53,6 +53,16 @@ def decode_base64(data: str, *, field: str, max_bytes: int) -> bytes:
     return raw
 
 
+def image_format(data: bytes) -> str | None:
+    """The Pillow format name of encoded image bytes (``JPEG``, ``PNG``, ``WEBP``, ``GIF``, ...),
+    read from the header only; ``None`` when Pillow does not recognise them."""
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            return image.format
+    except Exception:  # noqa: BLE001 - any unreadable header means "unknown"
+        return None
+
+
 def decode_image(data: bytes, *, field: str = "image", max_pixels: int = 50_000_000) -> Image.Image:
     """Decode image bytes to an RGB image.
 

@@ -11,7 +11,10 @@ from fastapi.responses import HTMLResponse
 
 from .. import __version__
 from ..runtime import Runtime
+from .constructor import create_constructor_app
+from .creator_routes import router as creator_router
 from .envelope import install_error_handlers
+from .modash import create_modash_app
 from .limits import BodySizeLimit
 from .routes import router
 
@@ -42,6 +45,11 @@ def create_app(runtime: Runtime, *, warm: bool = False) -> FastAPI:
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=runtime.settings.max_request_bytes)
     app.include_router(router)
+    app.include_router(creator_router)
+    # Constructor-compatible image search, with its own error style (api/constructor.py).
+    app.mount("/v2", create_constructor_app(runtime))
+    # Modash-compatible creator search, with its own error style (api/modash.py).
+    app.mount("/v1", create_modash_app(runtime))
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict:

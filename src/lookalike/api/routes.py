@@ -8,6 +8,7 @@ from fastapi import APIRouter, Query, Request
 
 from ..runtime import Runtime
 from ..service.importer import ImportItem
+from ..service.search import SearchResult, SegmentMatch
 from ..store import ImageRecord, LibraryRecord
 from .envelope import Envelope, ok
 from .schemas import (
@@ -46,22 +47,59 @@ def _image(record: ImageRecord) -> dict:
     return asdict(record)
 
 
-@router.post("/search/by-image", response_model=Envelope[SearchResults], tags=["search"])
+def _result(result: SearchResult) -> dict:
+    out = asdict(result)
+    if out["segment"] is None:  # only segmented queries tag results with their segment
+        del out["segment"]
+    return out
+
+
+def _segment(segment: SegmentMatch) -> dict:
+    x, y, width, height = segment.bbox
+    return {
+        "index": segment.index,
+        "bbox": {"x": x, "y": y, "width": width, "height": height},
+        "mask_area": segment.mask_area,
+        "label": segment.label,
+        "score": segment.score,
+        "results": [_result(r) for r in segment.results],
+    }
+
+
+# exclude_unset: "segments" and a result's "segment" appear only when the query has segments.
+@router.post(
+    "/search/by-image", response_model=Envelope[SearchResults], response_model_exclude_unset=True, tags=["search"]
+)
 def search_by_image(body: SearchByImageRequest, request: Request) -> dict:
-    """Images most similar to the query image, best first."""
-    results = _rt(request).search.by_image(
-        body.library_name, body.image_base64, body.top_k, body.tag_filter, body.return_image_base64
+    """Images most similar to the query image, best first; with ``use_segmentation``, every
+    detected item is searched and the results merged fairly (round-robin over the items)."""
+    search = _rt(request).search
+    found = search.search_image(
+        body.library_name,
+        search.query_bytes(body.image_base64, field="image_base64"),
+        field="image_base64",
+        top_k=body.top_k,
+        tag_filter=body.tag_filter,
+        use_segmentation=body.use_segmentation,
+        crop_type=body.search_crop_type,
+        return_segments=body.return_segments,
+        return_image_base64=body.return_image_base64,
     )
-    return ok({"results": [asdict(r) for r in results]})
+    data: dict = {"results": [_result(r) for r in found.results]}
+    if found.segments is not None:
+        data["segments"] = [_segment(s) for s in found.segments]
+    return ok(data)
 
 
-@router.post("/search/by-text", response_model=Envelope[SearchResults], tags=["search"])
+@router.post(
+    "/search/by-text", response_model=Envelope[SearchResults], response_model_exclude_unset=True, tags=["search"]
+)
 def search_by_text(body: SearchByTextRequest, request: Request) -> dict:
     """Images matching a text description, best first (general_search libraries only)."""
     results = _rt(request).search.by_text(
         body.library_name, body.query_text, body.top_k, body.tag_filter, body.return_image_base64
     )
-    return ok({"results": [asdict(r) for r in results]})
+    return ok({"results": [_result(r) for r in results]})
 
 
 @router.post("/libraries", status_code=201, response_model=Envelope[LibraryOut], tags=["libraries"])

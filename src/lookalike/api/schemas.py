@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictBool
 
 TagFilter = Any  # validated by lookalike.filters.parse_filter, which names the failing path
 
@@ -15,6 +15,15 @@ class SearchByImageRequest(BaseModel):
     top_k: int = Field(10, ge=1, le=100, description="Number of results, 1..100.")
     tag_filter: TagFilter = Field(None, description="Boolean filter on tags; see the README's tag_filter language.")
     return_image_base64: bool = Field(False, description="Return each result's stored image as base64.")
+    use_segmentation: StrictBool = Field(
+        False, description="Detect up to 5 items in the query, search each, merge the results fairly."
+    )
+    return_segments: StrictBool = Field(
+        False, description="Also return the detected items (bbox, mask_area, label, score) and each one's results."
+    )
+    search_crop_type: Literal["bbox", "segment"] = Field(
+        "bbox", description="Crop searched per item: its box, or its box with the background greyed out."
+    )
 
 
 class SearchByTextRequest(BaseModel):
@@ -31,10 +40,28 @@ class SearchResultOut(BaseModel):
     image_base64: str | None = None
     score: float = Field(description="0..1, monotone in similarity: >0.9 same item, 0.7..0.9 similar.")
     tags: dict[str, Any]
+    segment: int | None = Field(None, description="Index of the query segment that found it (segmented queries).")
+
+
+class BBoxOut(BaseModel):
+    x: int
+    y: int
+    width: int
+    height: int
+
+
+class SegmentOut(BaseModel):
+    index: int = Field(description="0-based; the main item first.")
+    bbox: BBoxOut = Field(description="Pixels of the query image.")
+    mask_area: int = Field(description="Pixels of the item's mask.")
+    label: str | None = None
+    score: float = Field(description="Detector confidence 0..1 (0 for the whole-image fallback).")
+    results: list[SearchResultOut]
 
 
 class SearchResults(BaseModel):
     results: list[SearchResultOut]
+    segments: list[SegmentOut] | None = Field(None, description="Only with return_segments.")
 
 
 class CreateLibraryRequest(BaseModel):

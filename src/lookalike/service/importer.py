@@ -17,12 +17,14 @@ from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 import numpy as np
+from PIL import Image
 
 from ..config import Settings
 from ..errors import InvalidImage, InvalidParameter, LookalikeError
 from ..imaging import decode_base64, decode_image
 from ..models.base import Embedder
 from ..store import NewImage, Store
+from .detection import ITEM_CROP_TYPE, DetectorProvider, default_detector, main_item
 from .libraries import LibraryService
 from .validation import check_image_id, check_tags
 
@@ -77,34 +79,53 @@ def read_image_bytes(item: ImportItem, max_bytes: int, roots: tuple[Path, ...] |
     """
     if item.image_base64 is not None:
         return decode_base64(item.image_base64, field=f"{item.where}.image_base64", max_bytes=max_bytes)
-    source, name = None, None
     if item.path:
-        source, name = Path(item.path).expanduser(), "path"
-    elif item.image_uri:
-        parsed = urlparse(item.image_uri)
-        if parsed.scheme == "file":
-            source = Path(unquote(parsed.path))
-        elif parsed.scheme in ("", None) or len(parsed.scheme) == 1:  # plain path (or a Windows drive)
-            source = Path(item.image_uri).expanduser()
-        name = "image_uri"
-        if source is None:
-            raise InvalidImage(
-                f"{item.where}.image_uri: '{item.image_uri}' is not a local file and this server does not "
-                "fetch remote URLs; send image_base64 or a path"
-            )
-    if source is None:
-        raise InvalidParameter(f"{item.where}: one of image_base64, path, or a local image_uri is required")
+        return read_local_file(Path(item.path).expanduser(), f"{item.where}.path", max_bytes, roots)
+    if item.image_uri:
+        field_name = f"{item.where}.image_uri"
+        return read_local_file(local_uri_path(item.image_uri, field_name), field_name, max_bytes, roots)
+    raise InvalidParameter(f"{item.where}: one of image_base64, path, or a local image_uri is required")
+
+
+def local_uri_path(uri: str, field: str, alternative: str = "image_base64 or a path") -> Path:
+    """The local file a plain path or ``file://`` URI names.
+
+    Raises:
+        InvalidImage: a remote URL (http, https, ...): the server never fetches those;
+            the message suggests ``alternative`` instead.
+    """
+    parsed = urlparse(uri)
+    if parsed.scheme == "file":
+        return Path(unquote(parsed.path))
+    if parsed.scheme in ("", None) or len(parsed.scheme) == 1:  # plain path (or a Windows drive)
+        return Path(uri).expanduser()
+    raise InvalidImage(
+        f"{field}: '{uri}' is not a local file and this server does not fetch remote URLs; send {alternative}"
+    )
+
+
+def read_local_file(source: Path, field: str, max_bytes: int, roots: tuple[Path, ...] | None = None) -> bytes:
+    """The bytes of a local image file.
+
+    Args:
+        field: the request field that named the file, used in error messages.
+        max_bytes: size limit, in bytes.
+        roots: folders files may be read from; ``None``: any.
+
+    Raises:
+        InvalidImage: outside ``roots``, unreadable, or more than ``max_bytes`` bytes.
+    """
     if roots is not None:
         resolved = source.resolve()
         if not any(resolved.is_relative_to(root) for root in roots):
-            raise InvalidImage(f"{item.where}.{name}: '{source}' is outside the folders this server imports from")
+            raise InvalidImage(f"{field}: '{source}' is outside the folders this server imports from")
     try:
         size = source.stat().st_size
         if size > max_bytes:
-            raise InvalidImage(f"{item.where}.{name}: file is {size} bytes, above the limit of {max_bytes} bytes")
+            raise InvalidImage(f"{field}: file is {size} bytes, above the limit of {max_bytes} bytes")
         return source.read_bytes()
     except OSError as exc:
-        raise InvalidImage(f"{item.where}.{name}: cannot read '{source}' ({exc.strerror or exc})") from None
+        raise InvalidImage(f"{field}: cannot read '{source}' ({exc.strerror or exc})") from None
 
 
 class Importer:
@@ -114,22 +135,45 @@ class Importer:
         libraries: resolves a library and its model.
         store: where images go.
         settings: byte and pixel limits.
-        workers: decoding threads.
+        workers: decoding (and, for ``item_search``, detection) threads.
+        detector: the item detector, loaded on the first ``item_search`` import; default
+            ``lookalike.models.load_detector``.
     """
 
-    def __init__(self, libraries: LibraryService, store: Store, settings: Settings, workers: int = 2) -> None:
+    def __init__(
+        self,
+        libraries: LibraryService,
+        store: Store,
+        settings: Settings,
+        workers: int = 2,
+        detector: DetectorProvider | None = None,
+    ) -> None:
         self._libraries = libraries
         self._store = store
         self._settings = settings
         self._workers = workers
+        self._detector = detector or default_detector
 
-    def _prepare(self, item: ImportItem, model: Embedder) -> _Prepared:
+    def _region(self, mode: str) -> Callable[[Image.Image], Image.Image] | None:
+        """What of an imported image gets embedded: ``item_search`` embeds the main item's
+        ``ITEM_CROP_TYPE`` crop (whole image when nothing is detected); ``None``: the whole
+        image. Raises ``ModelUnavailable`` when ``item_search`` needs a missing detector."""
+        if mode != "item_search":
+            return None
+        detector = self._detector()
+        return lambda image: main_item(detector, image, ITEM_CROP_TYPE)
+
+    def _prepare(
+        self, item: ImportItem, model: Embedder, region: Callable[[Image.Image], Image.Image] | None = None
+    ) -> _Prepared:
         image_id = check_image_id(item.image_id, f"{item.where}.image_id") if item.image_id is not None else uuid.uuid4().hex
         if item.image_uri is not None and not isinstance(item.image_uri, str):
             raise InvalidParameter(f"{item.where}.image_uri: must be a string")
         item.tags = check_tags(item.tags, f"{item.where}.tags")
         data = read_image_bytes(item, self._settings.max_import_bytes, self._settings.import_roots)
         image = decode_image(data, field=item.where, max_pixels=self._settings.max_image_pixels)
+        if region is not None:  # detection runs here, in the worker threads, beside decoding
+            image = region(image)
         return _Prepared(item=item, image_id=image_id, data=data, pixels=model.preprocess(image))
 
     def import_items(
@@ -152,16 +196,21 @@ class Importer:
                 reported in ``failed`` and skipped, and every batch is committed as it goes.
             progress: called with the number of items finished after each batch.
 
+        In an ``item_search`` library each image's main item is detected and its
+        ``ITEM_CROP_TYPE`` crop embedded; the whole image when nothing is detected.
+
         Raises:
-            LibraryNotFound, ModelMismatch; with ``atomic``: InvalidParameter / InvalidImage
+            LibraryNotFound, ModelMismatch, ModelUnavailable (model or, for ``item_search``,
+            item detector weights missing); with ``atomic``: InvalidParameter / InvalidImage
             naming the item and field, Conflict for an existing ``image_id``.
         """
         record = self._libraries.get(library, count=False)
         model = self._libraries.model_for(record)
+        region = self._region(record.mode)
         outcome = ImportOutcome()
         pending: list[NewImage] = []
         with ThreadPoolExecutor(self._workers) as pool:
-            for batch in _batched(self._prepared(items, model, pool, outcome, atomic), batch_size):
+            for batch in _batched(self._prepared(items, model, pool, outcome, atomic, region), batch_size):
                 ids = [p.image_id for p in batch]
                 if skip_existing:
                     existing = self._store.existing_ids(library, ids)
@@ -194,19 +243,25 @@ class Importer:
         return outcome
 
     def _prepared(
-        self, items: Iterable[ImportItem], model: Embedder, pool: ThreadPoolExecutor, outcome: ImportOutcome, atomic: bool
+        self,
+        items: Iterable[ImportItem],
+        model: Embedder,
+        pool: ThreadPoolExecutor,
+        outcome: ImportOutcome,
+        atomic: bool,
+        region: Callable[[Image.Image], Image.Image] | None = None,
     ) -> Iterator[_Prepared]:
         # Keep a bounded window of decodes in flight so decoding runs ahead of inference
         # without holding a whole folder of pixels in memory.
         window: list[tuple[ImportItem, Future[_Prepared]]] = []
         it = iter(items)
         for item in islice(it, 4 * BATCH_SIZE):
-            window.append((item, pool.submit(self._prepare, item, model)))
+            window.append((item, pool.submit(self._prepare, item, model, region)))
         while window:
             item, future = window.pop(0)
             nxt = next(it, None)
             if nxt is not None:
-                window.append((nxt, pool.submit(self._prepare, nxt, model)))
+                window.append((nxt, pool.submit(self._prepare, nxt, model, region)))
             try:
                 yield future.result()
             except LookalikeError as exc:

@@ -75,6 +75,8 @@ class CreatorRecord:
 class CreatorColumns:
     """The m creators of one platform as columns; row i describes creator i.
 
+    ``CreatorStore.snapshot`` orders the rows by ``user_id``.
+
     Attributes:
         user_ids: (m,) object, str.
         usernames: (m,) object, str, lower case.
@@ -110,6 +112,9 @@ class CreatorColumns:
 @dataclass(frozen=True)
 class PostColumns:
     """The n posts of one platform as columns; row j describes post j.
+
+    ``CreatorStore.snapshot`` groups the rows by creator (``creator_row`` non-decreasing),
+    newest first within a creator, ties by ``post_id``.
 
     Attributes:
         post_ids: (n,) object, str.

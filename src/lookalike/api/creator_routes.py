@@ -1,0 +1,76 @@
+"""Operator routes for creator data, under ``/api/v1/creators`` (the operator envelope style).
+
+The Modash-compatible search over these creators lives in ``api/modash.py``; these routes are
+how an operator feeds and refreshes it over HTTP, like ``lookalike creators import`` does from a
+JSONL file.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from fastapi import APIRouter, Request
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..errors import InvalidParameter
+from ..runtime import Runtime
+from ..service.creator_import import parse_creator
+from .envelope import ok
+
+PREFIX = "/api/v1/creators"
+#: Creators per import request; bigger refreshes go through the CLI or several requests.
+MAX_CREATORS_PER_REQUEST = 1000
+
+router = APIRouter(prefix=PREFIX, tags=["creators"])
+
+
+class ImportCreatorsRequest(BaseModel):
+    """Creators to import or refresh, each in the JSONL line format of ``lookalike creators import``.
+
+    Images come as ``image_base64`` (or a local ``image_path`` / ``image_url`` the server may read).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    platform: Literal["instagram", "tiktok"] | None = None
+    creators: list[dict[str, Any]] = Field(min_length=1, max_length=MAX_CREATORS_PER_REQUEST)
+
+
+def _rt(request: Request) -> Runtime:
+    return request.app.state.runtime
+
+
+@router.post("/import", summary="Import or refresh creators with their posts")
+def import_creators(body: ImportCreatorsRequest, request: Request) -> dict:
+    """Validate every creator first (400 naming ``creators[i].field``; nothing is written), then
+    apply each one atomically: the profile is updated, new posts added, changed images
+    re-embedded, unlisted posts dropped. A creator whose images cannot be read is listed in
+    ``failed`` and left exactly as it was."""
+    rt = _rt(request)
+    items = [(f"creators[{i}]", obj) for i, obj in enumerate(body.creators)]
+    for where, obj in items:  # fail fast and write nothing on malformed input
+        parse_creator(obj, where, body.platform)
+    outcome = rt.creator_importer.import_creators(items, default_platform=body.platform)
+    return ok({
+        "imported": outcome.imported,
+        "unchanged": outcome.unchanged,
+        "failed": [{"where": where, "message": message} for where, message in outcome.failed],
+        "posts_added": outcome.posts_added,
+        "posts_removed": outcome.posts_removed,
+        "posts_embedded": outcome.posts_embedded,
+    })
+
+
+@router.delete("/{platform}/{user_id}", summary="Delete a creator and its posts")
+def delete_creator(platform: str, user_id: str, request: Request) -> dict:
+    if platform not in ("instagram", "tiktok"):
+        raise InvalidParameter("platform: must be instagram or tiktok")
+    _rt(request).creators.delete_creator(platform, user_id)
+    return ok({"platform": platform, "userId": user_id, "deleted": True})
+
+
+@router.get("/{platform}", summary="How many creators a platform holds")
+def count_creators(platform: str, request: Request) -> dict:
+    if platform not in ("instagram", "tiktok"):
+        raise InvalidParameter("platform: must be instagram or tiktok")
+    return ok({"platform": platform, "creators": _rt(request).creators.count(platform)})

@@ -1,0 +1,286 @@
+"""Multi-item evaluation set: composed images of 2-3 real product photos, and detection recall.
+
+``compose_set`` pastes photos of distinct products from a labelled instance set (e.g.
+``../shared/datasets/sop_subset``, labels = product ids) side by side or in a grid, with
+gaps, at scale 0.6-1.0, onto a neutral or a busy background, and records where each one
+went. The pasted photo of a product is its *query item*; every other photo of the set
+(the product's other photos included) forms the *library*, so retrieval of an item can be
+scored by whether its product appears in the top k (``ComposedSet.library``).
+
+Backgrounds:
+    ``neutral``: flat white, light grey or mid grey.
+    ``busy``: a real scikit-image photo (``coffee``, ``chelsea``, ``astronaut``, ``rocket``),
+    Gaussian-blurred (radius 3 px) like an out-of-focus room, or a real texture
+    (``grass``, ``gravel``, ``brick``) tiled and tinted. The photos still hold their own
+    salient objects (a cup, a cat, a person), which a detector may report as extra items.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from PIL import Image, ImageFilter
+
+from lookalike.evaluation.datasets import LabelledImage, load_labels
+from lookalike.models.detector import Detection, Detector
+
+Background = Literal["neutral", "busy"]
+BACKGROUNDS: tuple[Background, ...] = ("neutral", "busy")
+MANIFEST = "composed.json"
+SCALE_RANGE = (0.6, 1.0)
+GAP_RANGE = (16, 64)  # pixels between items and around them
+_NEUTRAL_COLOURS = ((255, 255, 255), (236, 236, 236), (200, 200, 200))
+_BUSY_PHOTOS = ("coffee", "chelsea", "astronaut", "rocket")
+_BUSY_TEXTURES = ("grass", "gravel", "brick")
+_BLUR_RADIUS = 3.0
+
+
+@dataclass(frozen=True)
+class PastedItem:
+    """One product photo pasted into a composed image.
+
+    Attributes:
+        label: the product id (``labels.csv`` label).
+        source: absolute path of the pasted photo (excluded from the library).
+        bbox: (x, y, width, height) of the pasted photo in the composed image, pixels.
+    """
+
+    label: str
+    source: Path
+    bbox: tuple[int, int, int, int]
+
+
+@dataclass(frozen=True)
+class ComposedImage:
+    """A composed query image: ``path`` (JPEG), its ``background`` kind and its ``items``
+    in paste order (left to right, top to bottom)."""
+
+    path: Path
+    background: Background
+    items: tuple[PastedItem, ...]
+
+
+@dataclass(frozen=True)
+class ComposedSet:
+    """The composed query images and the library they are searched in.
+
+    Attributes:
+        images: the composed images, in generation order.
+        library: every photo of the source set except the pasted ones; each pasted
+            product keeps at least one photo here.
+        seed: the seed that generated the set (same seed, same set).
+    """
+
+    images: tuple[ComposedImage, ...]
+    library: tuple[LabelledImage, ...]
+    seed: int
+
+    def with_background(self, background: Background) -> "ComposedSet":
+        """The same set restricted to the composed images on ``background``."""
+        return ComposedSet(tuple(i for i in self.images if i.background == background), self.library, self.seed)
+
+
+def compose_set(sop_dir: Path, out_dir: Path, n_images: int, seed: int) -> ComposedSet:
+    """Compose ``n_images`` multi-item images from the labelled set at ``sop_dir`` into
+    ``out_dir/images/NNNN.jpg`` and write the manifest ``out_dir/composed.json``.
+
+    Image i has 2 items when i is even, 3 when odd; backgrounds alternate in pairs
+    (neutral, neutral, busy, busy, ...), so both kinds get both item counts. Products
+    are drawn without replacement among those with at least 2 photos.
+
+    Raises:
+        FileNotFoundError: no ``labels.csv`` in ``sop_dir``.
+        ValueError: ``n_images`` < 1, or the set has too few products with 2+ photos.
+    """
+    if n_images < 1:
+        raise ValueError("n_images must be at least 1")
+    rows = [r for r in load_labels(Path(sop_dir)) if r.label]
+    by_label: dict[str, list[LabelledImage]] = {}
+    for r in rows:
+        by_label.setdefault(r.label, []).append(r)
+    eligible = sorted(lab for lab, photos in by_label.items() if len(photos) >= 2)
+    counts = [2 + i % 2 for i in range(n_images)]
+    if sum(counts) > len(eligible):
+        raise ValueError(f"{n_images} images need {sum(counts)} products with 2+ photos; {sop_dir} has {len(eligible)}")
+    rng = np.random.default_rng(seed)
+    products = iter(rng.permutation(eligible).tolist())
+    images_dir = Path(out_dir) / "images"
+    images_dir.mkdir(parents=True, exist_ok=True)
+    composed: list[ComposedImage] = []
+    for i, n in enumerate(counts):
+        picks = [by_label[next(products)] for _ in range(n)]
+        sources = [photos[int(rng.integers(len(photos)))] for photos in picks]
+        background: Background = BACKGROUNDS[(i // 2) % 2]
+        canvas, items = _compose(sources, background, rng)
+        path = images_dir / f"{i:04d}.jpg"
+        canvas.save(path, quality=90)
+        composed.append(ComposedImage(path.resolve(), background, items))
+    used = {it.source for img in composed for it in img.items}
+    result = ComposedSet(tuple(composed), tuple(r for r in rows if r.path.resolve() not in used), seed)
+    _write_manifest(result, Path(out_dir) / MANIFEST)
+    return result
+
+
+def load_composed(out_dir: Path) -> ComposedSet:
+    """The set that :func:`compose_set` wrote to ``out_dir``.
+
+    Raises:
+        FileNotFoundError: no manifest there.
+    """
+    data = json.loads((Path(out_dir) / MANIFEST).read_text())
+    images = tuple(
+        ComposedImage(
+            Path(img["path"]),
+            img["background"],
+            tuple(PastedItem(it["label"], Path(it["source"]), tuple(it["bbox"])) for it in img["items"]),
+        )
+        for img in data["images"]
+    )
+    library = tuple(LabelledImage(Path(r["path"]), r["label"], r["split"]) for r in data["library"])
+    return ComposedSet(images, library, int(data["seed"]))
+
+
+def _write_manifest(cs: ComposedSet, path: Path) -> None:
+    data = {
+        "seed": cs.seed,
+        "images": [asdict(img) for img in cs.images],
+        "library": [asdict(r) for r in cs.library],
+    }
+    path.write_text(json.dumps(data, default=str, indent=1))
+
+
+# --- layout -------------------------------------------------------------------------------
+
+
+def _compose(
+    sources: list[LabelledImage], background: Background, rng: np.random.Generator
+) -> tuple[Image.Image, tuple[PastedItem, ...]]:
+    photos = []
+    for src in sources:
+        im = Image.open(src.path).convert("RGB")
+        s = rng.uniform(*SCALE_RANGE)
+        photos.append(im.resize((max(1, round(im.width * s)), max(1, round(im.height * s))), Image.Resampling.LANCZOS))
+    rows = [photos] if len(photos) == 2 or rng.random() < 0.5 else [photos[:2], photos[2:]]
+    positions, size = _layout(rows, rng)
+    canvas = _background(background, size, rng)
+    items = []
+    for src, im, (x, y) in zip(sources, photos, positions):
+        canvas.paste(im, (x, y))
+        items.append(PastedItem(src.label, src.path.resolve(), (x, y, im.width, im.height)))
+    return canvas, tuple(items)
+
+
+def _gap(rng: np.random.Generator) -> int:
+    return int(rng.integers(GAP_RANGE[0], GAP_RANGE[1] + 1))
+
+
+def _layout(rows: list[list[Image.Image]], rng: np.random.Generator) -> tuple[list[tuple[int, int]], tuple[int, int]]:
+    """Top-left corners of the photos, row by row, and the canvas (width, height).
+
+    Each row is centred; within a row a photo sits at a random height (vertical jitter)."""
+    row_sizes = []
+    for row in rows:
+        gaps = [_gap(rng) for _ in row[1:]]
+        row_sizes.append((sum(im.width for im in row) + sum(gaps), max(im.height for im in row), gaps))
+    margin_x, margin_y = _gap(rng), _gap(rng)
+    row_gap = _gap(rng)
+    width = max(w for w, _, _ in row_sizes) + 2 * margin_x
+    height = sum(h for _, h, _ in row_sizes) + row_gap * (len(rows) - 1) + 2 * margin_y
+    positions, y = [], margin_y
+    for row, (row_w, row_h, gaps) in zip(rows, row_sizes):
+        x = margin_x + (width - 2 * margin_x - row_w) // 2
+        for j, im in enumerate(row):
+            positions.append((x, y + int(rng.integers(0, row_h - im.height + 1))))
+            x += im.width + (gaps[j] if j < len(gaps) else 0)
+        y += row_h + row_gap
+    return positions, (width, height)
+
+
+def _background(kind: Background, size: tuple[int, int], rng: np.random.Generator) -> Image.Image:
+    if kind == "neutral":
+        colour = _NEUTRAL_COLOURS[int(rng.integers(len(_NEUTRAL_COLOURS)))]
+        return Image.new("RGB", size, colour)
+    import skimage.data
+
+    if rng.random() < 0.5:
+        name = _BUSY_PHOTOS[int(rng.integers(len(_BUSY_PHOTOS)))]
+        im = Image.fromarray(np.asarray(getattr(skimage.data, name)())).convert("RGB")
+        return _cover(im, size).filter(ImageFilter.GaussianBlur(_BLUR_RADIUS))
+    name = _BUSY_TEXTURES[int(rng.integers(len(_BUSY_TEXTURES)))]
+    grey = np.asarray(getattr(skimage.data, name)(), dtype=np.float32) / 255.0
+    tint = rng.uniform(0.5, 1.0, size=3).astype(np.float32)
+    texture = Image.fromarray((grey[..., None] * tint * 255).astype(np.uint8), "RGB")
+    tiled = Image.new("RGB", size)
+    for ty in range(0, size[1], texture.height):
+        for tx in range(0, size[0], texture.width):
+            tiled.paste(texture, (tx, ty))
+    return tiled
+
+
+def _cover(im: Image.Image, size: tuple[int, int]) -> Image.Image:
+    """``im`` scaled to cover ``size`` and centre-cropped to it."""
+    s = max(size[0] / im.width, size[1] / im.height)
+    big = im.resize((max(size[0], round(im.width * s)), max(size[1], round(im.height * s))), Image.Resampling.BILINEAR)
+    left, top = (big.width - size[0]) // 2, (big.height - size[1]) // 2
+    return big.crop((left, top, left + size[0], top + size[1]))
+
+
+# --- detection recall ---------------------------------------------------------------------
+
+
+def box_iou(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
+    """Intersection over union of two (x, y, width, height) boxes, in 0..1."""
+    ix = max(0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
+    iy = max(0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = a[2] * a[3] + b[2] * b[3] - inter
+    return inter / union if union > 0 else 0.0
+
+
+def match_items(detections: list[Detection], items: tuple[PastedItem, ...], iou: float = 0.5) -> list[int | None]:
+    """For each pasted item, the index of the detection with the highest IoU when that IoU
+    is at least ``iou``, else ``None``. (Pasted boxes are disjoint, so with ``iou`` >= 0.5
+    no detection can match two items.)"""
+    matches: list[int | None] = []
+    for it in items:
+        ious = [box_iou(d.bbox, it.bbox) for d in detections]
+        best = int(np.argmax(ious)) if ious else -1
+        matches.append(best if best >= 0 and ious[best] >= iou else None)
+    return matches
+
+
+def detection_recall(detector: Detector, composed: ComposedSet, iou: float = 0.5, max_items: int = 5) -> dict:
+    """Detection quality of ``detector`` on the composed images.
+
+    Returns:
+        ``{"images", "items", "recall" (share of pasted items matched by a detection with
+        IoU >= ``iou``), "detections_per_image" (mean), "ms_per_image" (mean wall time of
+        ``detect``, decoding excluded), "by_background": {kind: the same keys}}``.
+    """
+    rows = []
+    for img in composed.images:
+        image = Image.open(img.path).convert("RGB")
+        started = time.perf_counter()
+        dets = detector.detect(image, max_items=max_items)
+        ms = (time.perf_counter() - started) * 1000
+        hits = sum(m is not None for m in match_items(dets, img.items, iou))
+        rows.append((img.background, len(img.items), hits, len(dets), ms))
+    summary = _summarise(rows)
+    summary["by_background"] = {b: _summarise([r for r in rows if r[0] == b]) for b in BACKGROUNDS if any(r[0] == b for r in rows)}
+    return summary
+
+
+def _summarise(rows: list[tuple[str, int, int, int, float]]) -> dict:
+    n_items = sum(r[1] for r in rows)
+    return {
+        "images": len(rows),
+        "items": n_items,
+        "recall": sum(r[2] for r in rows) / n_items if n_items else 0.0,
+        "detections_per_image": float(np.mean([r[3] for r in rows])) if rows else 0.0,
+        "ms_per_image": float(np.mean([r[4] for r in rows])) if rows else 0.0,
+    }
