@@ -256,6 +256,76 @@ def eval_images(
         json_out.write_text(json.dumps(figures, indent=2) + "\n")
 
 
+@eval_app.command("creators")
+def eval_creators(
+    source: Path = typer.Argument(..., exists=True, dir_okay=False, metavar="FILE.jsonl",
+                                  help="Creators written by 'lookalike creators demo' (with its sidecar CSVs)."),
+    queries: Optional[Path] = typer.Option(
+        None, "--queries", exists=True, file_okay=False,
+        help="Labelled folder of query photos (images/ + labels.csv; label 'beaches' matches niche "
+             "'corel1k/beaches'); default: the demo's held-out photos."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the figures as JSON here."),
+    data_dir: Optional[Path] = typer.Option(
+        None, "--data-dir", file_okay=False,
+        help="Import into this data dir and keep it (a re-run reuses the import); default: a temporary one."),
+    limit_queries: Optional[int] = typer.Option(None, "--limit-queries", min=1,
+                                                help="Search with at most N query photos, spread over the labels."),
+    reference_date: Optional[str] = typer.Option(
+        None, "--reference-date", metavar="YYYY-MM-DD", help="Search clock: the demo's reference day (default 2025-06-30)."),
+) -> None:
+    """Precision@6, nDCG@6 and latency of creator search, with and without filters."""
+    from datetime import UTC, datetime
+
+    from .evaluation.creator_eval import evaluate_creators
+
+    try:
+        day = datetime.strptime(reference_date, "%Y-%m-%d").replace(tzinfo=UTC) if reference_date else None
+    except ValueError:
+        _fail(ValueError(f"--reference-date: '{reference_date}' is not a date YYYY-MM-DD"))
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    try:
+        with Progress(*columns, console=err) as progress:
+            tasks: dict[str, int] = {}
+
+            def report(phase: str, done: int, total: int) -> None:
+                if phase not in tasks:
+                    tasks[phase] = progress.add_task("importing creators" if phase == "import" else "searching",
+                                                     total=total)
+                progress.update(tasks[phase], completed=done)
+
+            figures = evaluate_creators(source, queries=queries, settings=Settings.from_env(), progress=report,
+                                        data_dir=data_dir, limit_queries=limit_queries,
+                                        **({"reference_date": day} if day else {}))
+    except (LookalikeError, OSError) as exc:
+        _fail(exc)
+    figures = {"file": source.name, **figures}
+    console.print(_creator_eval_table(figures))
+    console.print(", ".join(f"{k} {figures[k]}" for k in (
+        "n_creators", "n_posts", "n_queries", "n_queries_skipped", "import_seconds", "import_images_per_s",
+        "import_failed", "filter_violations", "reference_date")), highlight=False)
+    if json_out is not None:
+        json_out.write_text(json.dumps(figures, indent=2) + "\n")
+
+
+def _creator_eval_table(figures: dict) -> Table:
+    """One row per scope (all, each platform, each filter) of ``evaluate_creators``' figures."""
+    table = Table("scope / filter", "searches", "P@6", "nDCG@6", "P@6 ceiling", "p50 ms", "p95 ms",
+                  title=f"lookalike eval creators {figures['file']}")
+
+    def row(name: str, f: dict) -> None:
+        cells = [f.get(k) for k in ("n_searches", "creator_p6", "creator_ndcg6", "p6_ceiling", "query_p50_ms",
+                                    "query_p95_ms")]
+        table.add_row(name, *("-" if c is None else str(c) for c in cells))
+
+    row("all", figures)
+    for platform, f in figures["platforms"].items():
+        row(platform, f)
+    table.add_section()
+    for name, f in figures["filtered"].items():
+        row(name, f)
+    return table
+
+
 def _access(data_dir: Optional[Path]):
     """The AccessService over ``<data_dir>/access.db`` (no models loaded: token commands are instant)."""
     from .service.access import AccessService

@@ -143,6 +143,10 @@ async def _image_search(runtime: Runtime, request: Request) -> dict[str, Any]:
         status = exc.http_status
         entry["message"] = exc.message
         raise
+    except Exception as exc:
+        # Answered (and logged once, with this cause) by the LookalikeError handler: an
+        # exception left to Starlette would also propagate to the parent app's handlers.
+        raise LookalikeError("Internal server error.") from exc
     finally:
         entry.update(status=status, latency_ms=round((time.perf_counter() - started) * 1000, 1))
         log.info("image_search %s", json.dumps(entry, default=str), extra={"constructor": entry})
@@ -187,14 +191,13 @@ def _search(
 
 def _response(found: ImageQueryResult, params: ImageSearchParams) -> dict[str, Any]:
     boxes = {s.index: s.bbox for s in found.segments or ()}
-    items = [_item(r, boxes) for r in found.results]
-    if params.variations_map is not None:
-        items = group_results(items, params.variations_map)
-    page = items[params.offset: params.offset + params.num_results_per_page]
-    response: dict[str, Any] = {
-        "results": [_trimmed(item, params) for item in page],
-        "total_num_results": len(items),
-    }
+    end = params.offset + params.num_results_per_page
+    if params.variations_map is not None:  # groups need every result's data
+        ranked = group_results([_item(r, boxes) for r in found.results], params.variations_map)
+        page, total = ranked[params.offset: end], len(ranked)
+    else:  # format only the page: the ranking may hold 1000 results
+        page, total = [_item(r, boxes) for r in found.results[params.offset: end]], len(found.results)
+    response: dict[str, Any] = {"results": [_trimmed(item, params) for item in page], "total_num_results": total}
     if params.return_segments:
         response["segments"] = [_segment(s, boxes, params) for s in found.segments or ()]
     return {"response": response, "result_id": str(uuid.uuid4()), "request": params.echo()}

@@ -8,6 +8,27 @@ parameter as the client spelled it (``num_results_per_page``, ``filters[color]``
 the rule. The parameter names are Constructor's (https://docs.constructor.com, "Retrieve by
 image" v2, and its search endpoint for ``filters``, ``page``, ``num_results_per_page``,
 ``fmt_options``, ``variations_map`` and the user ids ``i``, ``s``, ``ui``, ``us``, ``c``).
+
+=========================  ====================================================================
+``key``                    required; checked first (HTTP 401 when missing or unknown)
+``section``                default ``Products``; 1-64 letters, digits, spaces, ``_``, ``-``
+``use_segmentation``       ``true`` / ``false`` (or ``1`` / ``0``); default false
+``search_crop_type``       ``bbox`` (default) or ``segment``
+``return_segments``        boolean, default false
+``num_results_per_page``   1..200, default 20 (Constructor's default)
+``page``                   1-based, default 1; ``(page - 1) * num_results_per_page`` < 1000
+``filters[NAME]=VALUE``    repeatable: values of one name OR, names AND (:func:`filter_members`);
+                           at most 50 names, 100 values a name; ``filters[NAME][]`` also works
+``fmt_options[NAME]``      :func:`parse_fmt_options`; only ``fields`` changes the answer
+``variations_map``         JSON, :func:`parse_variations_map` / :func:`group_results`
+``i``, ``ui``, ``c``       strings of 1-256 characters, no control characters
+``s``                      integer 1..2**31-1
+``us``                     repeatable, each as ``i``; at most 50
+=========================  ====================================================================
+
+Any other parameter is a 400, except what Constructor's clients add and this engine has no
+use for (``_dt``, ``origin_referrer``, test cells ``ef-<name>``): ignored. A parameter that
+takes one value and is given twice is a 400.
 """
 
 from __future__ import annotations

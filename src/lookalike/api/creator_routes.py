@@ -7,6 +7,7 @@ JSONL file.
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
 from fastapi import APIRouter, Request
@@ -20,6 +21,9 @@ from .envelope import ok
 PREFIX = "/api/v1/creators"
 #: Creators per import request; bigger refreshes go through the CLI or several requests.
 MAX_CREATORS_PER_REQUEST = 1000
+# parse_creator says "creators[3]: posts[0].id: rule" (the CLI's "line 12: ..." style); over HTTP the
+# field is one path, as everywhere else in the API: "creators[3].posts[0].id: rule".
+_LOCATED = re.compile(r"^(creators\[\d+\]): ([A-Za-z_]\w*(?:\[\d+\]|\.[A-Za-z_]\w*)*):")
 
 router = APIRouter(prefix=PREFIX, tags=["creators"])
 
@@ -49,16 +53,25 @@ def import_creators(body: ImportCreatorsRequest, request: Request) -> dict:
     rt = _rt(request)
     items = [(f"creators[{i}]", obj) for i, obj in enumerate(body.creators)]
     for where, obj in items:  # fail fast and write nothing on malformed input
-        parse_creator(obj, where, body.platform)
+        try:
+            parse_creator(obj, where, body.platform)
+        except InvalidParameter as exc:
+            exc.message = _field_path(exc.message)
+            raise
     outcome = rt.creator_importer.import_creators(items, default_platform=body.platform)
     return ok({
         "imported": outcome.imported,
         "unchanged": outcome.unchanged,
-        "failed": [{"where": where, "message": message} for where, message in outcome.failed],
+        "failed": [{"where": where, "message": _field_path(message)} for where, message in outcome.failed],
         "posts_added": outcome.posts_added,
         "posts_removed": outcome.posts_removed,
         "posts_embedded": outcome.posts_embedded,
     })
+
+
+def _field_path(message: str) -> str:
+    """``creators[i]: field: rule`` -> ``creators[i].field: rule``; other messages unchanged."""
+    return _LOCATED.sub(r"\1.\2:", message, count=1)
 
 
 @router.delete("/{platform}/{user_id}", summary="Delete a creator and its posts")

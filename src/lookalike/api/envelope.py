@@ -35,7 +35,8 @@ def _error(status_code: int, status: str, message: str) -> JSONResponse:
 
 
 def _field(loc: tuple) -> str:
-    parts = [str(p) for p in loc if p not in ("body", "query", "path")]
+    # Only the first item names the source; a field may itself be called "query" (the dictionaries' ?query=).
+    parts = [str(p) for p in (loc[1:] if loc and loc[0] in ("body", "query", "path", "header", "cookie") else loc)]
     out = ""
     for p in parts:
         out += f"[{p}]" if p.isdigit() else (f".{p}" if out else p)

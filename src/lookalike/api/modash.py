@@ -15,20 +15,20 @@ dictionaries are free.
 from __future__ import annotations
 
 import logging
-import math
-from typing import Any, Literal
+from typing import Any
 
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, StrictInt
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..errors import InvalidImage, InvalidParameter, LookalikeError, RateLimited
 from ..imaging import decode_base64, decode_image, image_format
 from ..runtime import Runtime
-from ..service.creator_filters import check_page, check_page_size, parse_filters
 from ..service.access import cost_milli, format_credits, min_cost_milli
+from ..service.creator_filters import check_page, check_page_size, parse_filters
+from ..service.dictionaries import search_names
 from ..store.creator_types import PostRecord
 from .envelope import _field
 
@@ -49,14 +49,16 @@ class ImageSearchRequest(BaseModel):
 
     imageType: str
     base64Image: str
-    page: int = 0
-    filters: dict[str, Any] = Field(default_factory=dict)
+    # null means the default, as in ``creator_filters`` (clients send empty form fields that way).
+    # Strict: true or "2" is a client bug, not page 1 or 2.
+    page: StrictInt | None = 0
+    filters: dict[str, Any] | None = None
 
 
 class TikTokImageSearchRequest(ImageSearchRequest):
     """Body of ``POST /ai/tiktok/image-search``; pages are ``pageSize`` profiles long."""
 
-    pageSize: int | None = None
+    pageSize: StrictInt | None = None
 
 
 def _error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -125,7 +127,6 @@ def _profile(match, platform: str) -> dict[str, Any]:
         "followersCount": c.followers_count,
         "engagementRate": c.engagement_rate,
         "accountCategory": c.account_category,
-        "relevance": round(float(match.relevance), 6),
         "matchedPosts": [_post(p, platform) for p, _ in match.matched_posts[:MAX_SHOWN_POSTS]],
         "recentPosts": [_post(p, platform) for p in match.recent_posts[:MAX_SHOWN_POSTS]],
     }
@@ -148,7 +149,7 @@ def create_modash_app(runtime: Runtime) -> FastAPI:
         page = check_page(body.page, page_size)
         query = parse_filters(platform, _brand_names(runtime, platform, body.filters))
         if query.locations:
-            runtime.locations.validate_ids(body.filters["locations"], "filters.locations")
+            runtime.locations.validate_ids(body.filters["locations"], "filters.locations")  # type: ignore[index]
         image = _query_image(body, settings.max_query_bytes, settings.max_image_pixels)
         # Validation first, so malformed requests neither take the rate-limit slot nor cost credits.
         runtime.access.admit(token, endpoint)
@@ -179,7 +180,7 @@ def create_modash_app(runtime: Runtime) -> FastAPI:
     return app
 
 
-def _brand_names(runtime: Runtime, platform: str, filters: dict[str, Any]) -> dict[str, Any]:
+def _brand_names(runtime: Runtime, platform: str, filters: dict[str, Any] | None) -> dict[str, Any] | None:
     """Brands may be given by the ids of ``/ai/brands`` or by name; the search matches names."""
     brands = filters.get("brands") if isinstance(filters, dict) else None
     if not isinstance(brands, list) or not any(isinstance(b, int) and not isinstance(b, bool) for b in brands):
@@ -221,9 +222,7 @@ def _dictionary_routes(app: FastAPI, runtime: Runtime, platform: str, authentica
 
     def brands(request: Request, query: str = Query("", max_length=100), limit: int = DICTIONARY_LIMIT_DEFAULT) -> dict:
         authenticate(request)
-        names = runtime.creators.brands(platform)
-        found = [n for n in names if not query or any(w.startswith(query.lower()) for w in [n.lower(), *n.lower().split()])]
-        found = found[: limit_of(limit)]
+        found = search_names(runtime.creators.brands(platform), query, limit_of(limit))
         return {"error": False, "total": len(found), "brands": [{"id": brand_id(n), "name": n} for n in found]}
 
     app.add_api_route(brands_path, brands, methods=["GET"], summary=f"Brands of {platform} creators, by name prefix")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from lookalike.errors import ModelUnavailable
 from lookalike.models.base import Embedder, ImageEmbeddings, ModelInfo, ScoreCalibration
@@ -24,6 +25,7 @@ __all__ = [
     "ModelInfo",
     "ScoreCalibration",
     "available_model_ids",
+    "load_detector",
     "load_model",
 ]
 
@@ -101,3 +103,35 @@ def available_model_ids() -> list[str]:
     ``clip:`` ids are not listed: they name folders or Hugging Face cache entries.
     """
     return [m for m in VARIANTS if variant_installed(m)]
+
+
+if TYPE_CHECKING:  # pragma: no cover
+    from lookalike.models.detector import U2NetpDetector
+
+_detectors: dict[str, "U2NetpDetector"] = {}
+
+
+def load_detector(model_path: Path | None = None) -> "U2NetpDetector":
+    """The shared U²-Netp item detector (``lookalike.models.detector.U2NetpDetector``) for
+    the weights at ``model_path`` (default: ``$LOOKALIKE_U2NETP``, else the copy that
+    ``scripts/setup.sh`` installs in the venv); one instance per file per process, thread-safe.
+
+    Raises:
+        ModelUnavailable: the weights are not installed or cannot be loaded.
+    """
+    from lookalike.models.detector import U2NetpDetector, u2netp_path
+
+    key = str(u2netp_path(model_path).resolve())
+    with _lock:
+        det = _detectors.get(key)
+        if det is not None:
+            return det
+        key_lock = _key_locks.setdefault(("detector", key), threading.Lock())
+    with key_lock:
+        with _lock:
+            det = _detectors.get(key)
+        if det is None:
+            det = U2NetpDetector(Path(key))
+            with _lock:
+                _detectors[key] = det
+    return det

@@ -20,11 +20,12 @@ import numpy as np
 from PIL import Image
 
 from ..config import Settings
+from ..crops import main_item_crop
 from ..errors import InvalidImage, InvalidParameter, LookalikeError
 from ..imaging import decode_base64, decode_image
 from ..models.base import Embedder
 from ..store import NewImage, Store
-from .detection import ITEM_CROP_TYPE, DetectorProvider, default_detector, main_item
+from .detection import ITEM_CROP_TYPE, DetectorProvider, default_detector
 from .libraries import LibraryService
 from .validation import check_image_id, check_tags
 
@@ -161,7 +162,7 @@ class Importer:
         if mode != "item_search":
             return None
         detector = self._detector()
-        return lambda image: main_item(detector, image, ITEM_CROP_TYPE)
+        return lambda image: main_item_crop(image, detector, ITEM_CROP_TYPE)[0]
 
     def _prepare(
         self, item: ImportItem, model: Embedder, region: Callable[[Image.Image], Image.Image] | None = None

@@ -15,13 +15,14 @@ import numpy as np
 from PIL import Image
 
 from ..config import Settings
+from ..crops import check_crop_type
 from ..errors import InvalidImage, InvalidParameter, ModeNotSupported
 from ..filters import parse_filter
 from ..imaging import decode_base64, decode_image
 from ..models.detector import Detection
 from ..scoring import to_score
 from ..store import Hit, Store
-from .detection import DetectorProvider, check_crop_type, default_detector, item_crop
+from .detection import DetectorProvider, default_detector, item_crop
 from .libraries import LibraryService
 from .validation import check_library_name, check_top_k
 
