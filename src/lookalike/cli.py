@@ -328,6 +328,75 @@ def _creator_eval_table(figures: dict) -> Table:
     return table
 
 
+def _default_sop_dir() -> Path:
+    """``../shared/datasets/sop_subset`` beside the repository (the checkout's parent)."""
+    return Path(__file__).resolve().parents[2].parent / "shared" / "datasets" / "sop_subset"
+
+
+@eval_app.command("multi-item")
+def eval_multi_item(
+    sop_dir: Optional[Path] = typer.Argument(
+        None, file_okay=False, help="Labelled instance set (images/ + labels.csv, label = product id); "
+                                    "default ../shared/datasets/sop_subset beside the repository."),
+    images: int = typer.Option(60, "--images", min=1, help="Composed query images (2 and 3 items, alternating)."),
+    seed: int = typer.Option(11, "--seed", help="Seed of the composed set (same seed, same set)."),
+    mode: str = typer.Option("general_search", "--mode", help="Library mode: general_search or item_search."),
+    crop_type: str = typer.Option("bbox", "--crop-type", help="Crops the queries embed: bbox or segment."),
+    top_k: int = typer.Option(10, "--top-k", min=1, help="Results judged per list (merged and per segment)."),
+    library_limit: Optional[int] = typer.Option(
+        None, "--library-limit", min=1, help="At most N library photos: the pasted products' others, then distractors."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the figures as JSON here."),
+    data_dir: Optional[Path] = typer.Option(
+        None, "--data-dir", file_okay=False,
+        help="Compose and import into this folder and keep it (a re-run embeds only what is missing); "
+             "default: a temporary one."),
+) -> None:
+    """Items of composed 2-3 item images found in the top k, with and without segmentation."""
+    from .evaluation.multi_item import evaluate_multi_item
+
+    source = sop_dir if sop_dir is not None else _default_sop_dir()
+    if not (source / "labels.csv").is_file():
+        _fail(ValueError(f"SOP_DIR: {source} has no labels.csv; pass a labelled instance set such as "
+                         "../shared/datasets/sop_subset (images/ + labels.csv)"))
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    try:
+        with Progress(*columns, console=err) as progress:
+            tasks: dict[str, int] = {}
+
+            def report(phase: str, done: int, total: int) -> None:
+                if phase not in tasks:
+                    tasks[phase] = progress.add_task("importing library" if phase == "import" else "searching",
+                                                     total=total)
+                progress.update(tasks[phase], completed=done)
+
+            figures = evaluate_multi_item(source, settings=Settings.from_env(), n_images=images, seed=seed, mode=mode,
+                                          crop_type=crop_type, top_k=top_k, progress=report, data_dir=data_dir,
+                                          library_limit=library_limit)
+    except (LookalikeError, OSError, ValueError) as exc:
+        _fail(exc)
+    figures = {"dataset": source.name, **figures}
+    console.print(_multi_item_table(figures))
+    console.print(", ".join(f"{k} {figures[k]}" for k in (
+        "n_images", "n_items", "library_size", "mode", "crop_type", "top_k", "seed", "detections_per_image",
+        "plain_p50_ms", "plain_p95_ms", "segmented_p50_ms", "segmented_p95_ms")), highlight=False)
+    if json_out is not None:
+        json_out.write_text(json.dumps(figures, indent=2) + "\n")
+
+
+def _multi_item_table(figures: dict) -> Table:
+    """One row per scope (all, each background, each item count) of ``evaluate_multi_item``'s figures."""
+    k = figures["top_k"]
+    table = Table("scope", "items", f"plain top{k}", f"segmented top{k}", f"per segment top{k}",
+                  f"any segment top{k}", "detection recall", title=f"lookalike eval multi-item {figures['dataset']}")
+    keys = ("n_items", "items_found_top10_plain", "items_found_top10_segmented", "items_found_top10_per_segment",
+            "items_found_top10_any_segment", "detection_recall")
+    table.add_row("all", *(str(figures[key]) for key in keys))
+    for group in ("by_background", "by_item_count"):
+        for name, f in figures[group].items():
+            table.add_row(f"{name} items" if group == "by_item_count" else name, *(str(f[key]) for key in keys))
+    return table
+
+
 def _access(data_dir: Optional[Path]):
     """The AccessService over ``<data_dir>/access.db`` (no models loaded: token commands are instant)."""
     from .service.access import AccessService

@@ -303,3 +303,252 @@ def _summarise(rows: list[tuple[str, int, int, int, int, float]]) -> dict:
         "detections_per_image": float(np.mean([r[4] for r in rows])) if rows else 0.0,
         "ms_per_image": float(np.mean([r[5] for r in rows])) if rows else 0.0,
     }
+
+
+# --- retrieval of composed items: ``lookalike eval multi-item`` -----------------------------
+#
+# Protocol: the composed images (``compose_set``) query a temporary library holding
+# ``ComposedSet.library`` (tags: ``label`` = product id). Every composed image is searched
+# twice through ``SearchService.search_image``: plain (``use_segmentation`` false) and
+# segmented (``use_segmentation`` and ``return_segments`` true). An item counts as found
+# when its product's label appears among ``top_k`` results:
+# - ``plain``: the plain query's list;
+# - ``segmented``: the merged list of the segmented query (its ``top_k`` results are shared
+#   by all segments: no item gets a budget of its own);
+# - ``per_segment``: the own list of the segment matched to the item (``match_items``,
+#   IoU >= 0.5); an item without a matching segment is a miss;
+# - ``any_segment`` (diagnostic): the own list of any segment; ``any_segment`` minus
+#   ``segmented`` is what the merge's shared budget costs.
+# Detection recall comes from the segmented query's segments (the whole-image fallback
+# segment, score 0.0, is no detection), so it is the figure ``detection_recall`` gives.
+
+#: IoU at which a segment matches a pasted item.
+MATCH_IOU = 0.5
+
+
+@dataclass(frozen=True)
+class _ItemOutcome:
+    """Whether one pasted item was found, per rule, and whether a segment matched it."""
+
+    background: str
+    n_items: int
+    plain: bool
+    segmented: bool
+    per_segment: bool
+    any_segment: bool
+    detected: bool
+
+
+def evaluate_multi_item(
+    sop_dir: Path,
+    *,
+    settings,
+    models=None,
+    detector: Detector | None = None,
+    n_images: int = 60,
+    seed: int = 11,
+    mode: str = "general_search",
+    crop_type: str = "bbox",
+    top_k: int = 10,
+    progress=None,
+    data_dir: Path | None = None,
+    library_limit: int | None = None,
+) -> dict:
+    """Compose ``n_images`` multi-item images from ``sop_dir`` and measure how often each
+    item's product is retrieved, with and without segmentation (protocol above).
+
+    Args:
+        sop_dir: a labelled instance set (``images/`` + ``labels.csv``, label = product id).
+        settings: ``lookalike.config.Settings``: the ONNX model cache, the default model and
+            the limits; the data dir is ``data_dir`` when given, else a temporary one.
+        models: model id -> model (default: loaded from ``settings.model_cache_dir``).
+        detector: the item detector (default ``lookalike.models.load_detector()``).
+        mode: ``general_search`` or ``item_search`` (the library's mode).
+        crop_type: ``bbox`` or ``segment``, the crops the queries embed.
+        top_k: results judged per list (merged and per segment), 1..1000.
+        progress: ``progress(phase, done, total)``; phase ``import`` counts library photos,
+            ``search`` composed images.
+        data_dir: compose into ``data_dir/composed-s{seed}-n{n_images}`` and keep the
+            library there (named after seed, size, mode and limit; a re-run embeds only what
+            is missing); default: a temporary folder, removed afterwards.
+        library_limit: at most this many library photos: every other photo of the pasted
+            products, then distractors spread evenly over the rest (for short test runs);
+            the pasted products' photos are kept even when they exceed it.
+
+    Returns:
+        ``items_found_top10_plain``, ``items_found_top10_segmented``,
+        ``items_found_top10_per_segment``, ``items_found_top10_any_segment`` (fractions of
+        the pasted items in 0..1; the ``top10`` names hold for the default ``top_k``),
+        ``detection_recall`` (items matched by a detected segment at IoU >= 0.5),
+        ``detections_per_image`` (mean), ``by_background`` and ``by_item_count``
+        (``neutral`` / ``busy``, ``2`` / ``3``: the same fractions and ``n_items``),
+        ``plain_p50_ms``, ``plain_p95_ms``, ``segmented_p50_ms``, ``segmented_p95_ms``
+        (wall time of one whole ``search_image`` call, image bytes to results, after an
+        untimed warm-up of each), ``n_images``, ``n_items``, ``library_size``, ``mode``,
+        ``crop_type``, ``top_k``, ``seed``. Fractions rounded to 4 places, times to 0.01 ms.
+
+    Raises:
+        InvalidParameter: bad ``mode``, ``crop_type``, ``top_k``, ``n_images`` or
+            ``library_limit``. FileNotFoundError: no ``labels.csv`` in ``sop_dir``.
+            ValueError: too few products for ``n_images``. ModelUnavailable: the embedding
+            model or the detector weights are missing.
+    """
+    import contextlib
+    import tempfile
+
+    _check_eval_args(mode, crop_type, top_k, n_images, library_limit)
+    with contextlib.ExitStack() as stack:
+        root = Path(data_dir) if data_dir is not None else Path(
+            stack.enter_context(tempfile.TemporaryDirectory(prefix="lookalike-multi-item-")))
+        composed = compose_set(Path(sop_dir), root / f"composed-s{seed}-n{n_images}", n_images, seed)
+        library = _library_photos(composed, library_limit)
+        name = f"multi-{mode}-s{seed}-n{n_images}" + (f"-l{library_limit}" if library_limit else "")
+        rt = stack.enter_context(_eval_runtime(settings, models, detector, root / "data"))
+        _import_library(rt, name, mode, library, progress)
+        outcomes, detections, times = _search_all(rt, name, composed, crop_type, top_k, progress)
+    out = _fractions(outcomes)
+    out["detections_per_image"] = round(float(np.mean(detections)), 4)
+    out["by_background"] = {b: _fractions([o for o in outcomes if o.background == b])
+                            for b in BACKGROUNDS if any(o.background == b for o in outcomes)}
+    out["by_item_count"] = {str(n): _fractions([o for o in outcomes if o.n_items == n])
+                            for n in (2, 3) if any(o.n_items == n for o in outcomes)}
+    for kind in ("plain", "segmented"):
+        out[f"{kind}_p50_ms"] = round(float(np.percentile(times[kind], 50)), 2)
+        out[f"{kind}_p95_ms"] = round(float(np.percentile(times[kind], 95)), 2)
+    out |= {"n_images": len(composed.images), "library_size": len(library), "mode": mode, "crop_type": crop_type,
+            "top_k": top_k, "seed": seed}
+    return out
+
+
+def _check_eval_args(mode: str, crop_type: str, top_k: int, n_images: int, library_limit: int | None) -> None:
+    from lookalike.crops import check_crop_type
+    from lookalike.errors import InvalidParameter
+    from lookalike.service.search import MAX_IMAGE_TOP_K
+    from lookalike.service.validation import check_mode
+
+    check_mode(mode)
+    check_crop_type(crop_type, field="crop_type")
+    if not isinstance(top_k, int) or not 1 <= top_k <= MAX_IMAGE_TOP_K:
+        raise InvalidParameter(f"top_k: must be an integer in 1..{MAX_IMAGE_TOP_K}")
+    if not isinstance(n_images, int) or n_images < 1:
+        raise InvalidParameter("n_images: must be an integer of at least 1")
+    if library_limit is not None and (not isinstance(library_limit, int) or library_limit < 1):
+        raise InvalidParameter("library_limit: must be an integer of at least 1")
+
+
+def _library_photos(composed: ComposedSet, limit: int | None) -> list[LabelledImage]:
+    """``composed.library``, or with ``limit`` the pasted products' photos plus distractors
+    spread evenly over the others, up to ``limit`` in all."""
+    rows = list(composed.library)
+    if limit is None or limit >= len(rows):
+        return rows
+    pasted = {it.label for img in composed.images for it in img.items}
+    own = [r for r in rows if r.label in pasted]
+    others = [r for r in rows if r.label not in pasted]
+    n = max(0, min(len(others), limit - len(own)))
+    picks = np.unique(np.linspace(0, len(others) - 1, n).round().astype(int)) if n else []
+    return own + [others[i] for i in picks]
+
+
+def _eval_runtime(settings, models, detector: Detector | None, data_dir: Path):
+    """A Runtime over ``data_dir`` that shares ``settings``' model cache; a context manager."""
+    import contextlib
+    import dataclasses
+
+    from lookalike.runtime import Runtime
+
+    @contextlib.contextmanager
+    def opened():
+        provider = (lambda: detector) if detector is not None else None
+        rt = Runtime.open(dataclasses.replace(settings, data_dir=data_dir, models_dir=settings.model_cache_dir),
+                          models=models, detector=provider)
+        try:
+            yield rt
+        finally:
+            rt.close()
+
+    return opened()
+
+
+def _import_library(rt, name: str, mode: str, photos: list[LabelledImage], progress) -> None:
+    """Create ``name`` (or reuse it: same name, same photos) and import what is missing;
+    image ids are the photos' file names, tags ``{"label": product id}``."""
+    from lookalike.errors import InvalidParameter, LibraryNotFound
+    from lookalike.service.importer import ImportItem
+
+    try:
+        record = rt.libraries.get(name, count=False)
+        if record.mode != mode:
+            raise InvalidParameter(f"data_dir: library {name} exists in {record.mode} mode, not {mode}")
+    except LibraryNotFound:
+        rt.libraries.create(name, mode)
+    items = [ImportItem(image_id=r.path.name, path=str(r.path), tags={"label": r.label}, where=str(r.path))
+             for r in photos]
+    done = 0
+
+    def step(n: int) -> None:
+        nonlocal done
+        done += n
+        if progress is not None:
+            progress("import", done, len(items))
+
+    outcome = rt.importer.import_items(name, items, skip_existing=True, atomic=False, progress=step)
+    if outcome.failed:
+        raise InvalidParameter(f"{outcome.failed[0][0]}: could not be imported ({outcome.failed[0][1]})")
+
+
+def _search_all(rt, name: str, composed: ComposedSet, crop_type: str, top_k: int, progress):
+    """Both queries of every composed image: (item outcomes, detections per image, times in ms)."""
+    search = rt.search
+    warm = composed.images[0].path.read_bytes()
+    search.search_image(name, warm, top_k=top_k, crop_type=crop_type)  # loads the model and the index
+    search.search_image(name, warm, top_k=top_k, crop_type=crop_type, use_segmentation=True)  # and the detector
+    outcomes: list[_ItemOutcome] = []
+    detections: list[int] = []
+    times: dict[str, list[float]] = {"plain": [], "segmented": []}
+    for i, img in enumerate(composed.images):
+        data = img.path.read_bytes()
+        started = time.perf_counter()
+        plain = search.search_image(name, data, top_k=top_k, crop_type=crop_type)
+        times["plain"].append((time.perf_counter() - started) * 1000)
+        started = time.perf_counter()
+        seg = search.search_image(name, data, top_k=top_k, crop_type=crop_type, use_segmentation=True,
+                                  return_segments=True)
+        times["segmented"].append((time.perf_counter() - started) * 1000)
+        found = _judge(img, plain.results, seg.results, seg.segments or [])
+        outcomes += found[0]
+        detections.append(found[1])
+        if progress is not None:
+            progress("search", i + 1, len(composed.images))
+    return outcomes, detections, times
+
+
+def _judge(img: ComposedImage, plain: list, merged: list, segments: list) -> tuple[list[_ItemOutcome], int]:
+    """Item outcomes of one composed image and its number of detected segments."""
+    detected = [s for s in segments if s.score > 0.0]  # score 0.0: the whole-image fallback
+    boxes = [Detection(bbox=s.bbox, mask=np.zeros((0, 0), bool), mask_area=s.mask_area, score=s.score)
+             for s in detected]
+    matches = match_items(boxes, img.items, MATCH_IOU)
+
+    def labels(results: list) -> set:
+        return {r.tags.get("label") for r in results}
+
+    plain_labels, merged_labels = labels(plain), labels(merged)
+    own = [labels(s.results) for s in detected]
+    every = set().union(*(labels(s.results) for s in segments))
+    outcomes = [
+        _ItemOutcome(img.background, len(img.items), it.label in plain_labels, it.label in merged_labels,
+                     m is not None and it.label in own[m], it.label in every, m is not None)
+        for it, m in zip(img.items, matches)
+    ]
+    return outcomes, len(detected)
+
+
+def _fractions(outcomes: list[_ItemOutcome]) -> dict:
+    def share(key: str) -> float:
+        return round(sum(getattr(o, key) for o in outcomes) / len(outcomes), 4) if outcomes else 0.0
+
+    return {"items_found_top10_plain": share("plain"), "items_found_top10_segmented": share("segmented"),
+            "items_found_top10_per_segment": share("per_segment"),
+            "items_found_top10_any_segment": share("any_segment"), "detection_recall": share("detected"),
+            "n_items": len(outcomes)}
