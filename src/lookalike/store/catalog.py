@@ -13,17 +13,16 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import threading
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Sequence
 
 import numpy as np
 
 from ..errors import Conflict, ImageNotFound, LibraryNotFound
 from .base import FIELDS, ImageRecord, ImportReport, LibraryRecord, NewImage
+from .sqlite import SQLiteStore
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS libraries (
@@ -109,7 +108,7 @@ def _image(row: sqlite3.Row) -> ImageRecord:
     )
 
 
-class Catalog:
+class Catalog(SQLiteStore):
     """SQLite-backed durable rows. Thread-safe: one connection guarded by a lock.
 
     Args:
@@ -117,41 +116,7 @@ class Catalog:
     """
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.RLock()
-        self._conn = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None, timeout=30.0)
-        self._conn.row_factory = sqlite3.Row
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA synchronous=FULL")
-        self._conn.execute("PRAGMA foreign_keys=ON")
-        self._conn.executescript(SCHEMA)
-
-    @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        # BEGIN IMMEDIATE takes the write lock up front so two writers (server and CLI)
-        # serialise instead of failing on upgrade.
-        with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._conn
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
-            self._conn.execute("COMMIT")
-
-    @contextmanager
-    def _read(self) -> Iterator[sqlite3.Connection]:
-        # One read transaction = one consistent WAL snapshot.
-        with self._lock:
-            self._conn.execute("BEGIN")
-            try:
-                yield self._conn
-            finally:
-                self._conn.execute("COMMIT")
-
-    def close(self) -> None:
-        with self._lock:
-            self._conn.close()
+        super().__init__(path, SCHEMA)
 
     # -- libraries ---------------------------------------------------------------------
 

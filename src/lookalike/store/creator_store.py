@@ -16,17 +16,23 @@ from __future__ import annotations
 import json
 import math
 import sqlite3
-import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import Conflict, CreatorNotFound, InvalidParameter, ModelMismatch
-from .creator_types import PLATFORMS, CreatorColumns, CreatorRecord, CreatorSnapshot, PostColumns, PostRecord
+from .creator_types import (
+    PLATFORMS,
+    CreatorColumns,
+    CreatorRecord,
+    CreatorSnapshot,
+    PostColumns,
+    PostRecord,
+)
+from .sqlite import SQLiteStore
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (
@@ -143,7 +149,7 @@ def _chunks(values: Sequence[str]) -> Iterator[Sequence[str]]:
         yield values[start : start + _CHUNK]
 
 
-class CreatorStore:
+class CreatorStore(SQLiteStore):
     """Creators and their posts in SQLite (see module docstring). Thread-safe: one
     connection guarded by a lock, as ``Catalog``.
 
@@ -153,42 +159,8 @@ class CreatorStore:
     """
 
     def __init__(self, db_path: Path) -> None:
-        db_path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.RLock()
-        self._conn = sqlite3.connect(str(db_path), check_same_thread=False, isolation_level=None, timeout=30.0)
-        self._conn.row_factory = sqlite3.Row
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA synchronous=FULL")
-        self._conn.execute("PRAGMA foreign_keys=ON")
-        self._conn.executescript(SCHEMA)
+        super().__init__(db_path, SCHEMA)
         self._snapshots: dict[str, CreatorSnapshot] = {}
-
-    @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        # BEGIN IMMEDIATE takes the write lock up front so two writers (server and CLI)
-        # serialise instead of failing on upgrade.
-        with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._conn
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
-            self._conn.execute("COMMIT")
-
-    @contextmanager
-    def _read(self) -> Iterator[sqlite3.Connection]:
-        # One read transaction = one consistent WAL snapshot.
-        with self._lock:
-            self._conn.execute("BEGIN")
-            try:
-                yield self._conn
-            finally:
-                self._conn.execute("COMMIT")
-
-    def close(self) -> None:
-        with self._lock:
-            self._conn.close()
 
     # -- model ------------------------------------------------------------------------
 

@@ -16,14 +16,12 @@ from __future__ import annotations
 import re
 import secrets
 import sqlite3
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import InvalidParameter, NotFound
+from .sqlite import SQLiteStore
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS index_keys (
@@ -104,7 +102,7 @@ def _check_library(library: object, field: str) -> str:
     return library
 
 
-class IndexKeyStore:
+class IndexKeyStore(SQLiteStore):
     """Index keys -> sections -> libraries, durable in SQLite. Thread-safe (one connection
     guarded by a lock); several processes may share the file (SQLite serialises writers).
 
@@ -113,31 +111,7 @@ class IndexKeyStore:
     """
 
     def __init__(self, db_path: Path) -> None:
-        db_path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.RLock()
-        self._conn = sqlite3.connect(str(db_path), check_same_thread=False, isolation_level=None, timeout=30.0)
-        self._conn.row_factory = sqlite3.Row
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA synchronous=FULL")
-        self._conn.execute("PRAGMA foreign_keys=ON")
-        self._conn.executescript(SCHEMA)
-
-    @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        # BEGIN IMMEDIATE takes the write lock up front, so the CLI and a running server
-        # serialise instead of failing on a lock upgrade.
-        with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._conn
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
-            self._conn.execute("COMMIT")
-
-    def close(self) -> None:
-        with self._lock:
-            self._conn.close()
+        super().__init__(db_path, SCHEMA)
 
     def create(self, sections: dict[str, str]) -> str:
         """Create a key with 1..100 sections (section name -> library name); returns the key.

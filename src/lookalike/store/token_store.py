@@ -21,14 +21,12 @@ import hashlib
 import re
 import secrets
 import sqlite3
-import threading
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 from ..errors import Conflict, InvalidParameter, NotFound
+from .sqlite import SQLiteStore
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS tokens (
@@ -102,7 +100,7 @@ def _check_milli(milli: int, *, positive: bool) -> None:
         raise InvalidParameter(f"credits: must be {low} and at most {MAX_CREDITS_MILLI // 1000} credits")
 
 
-class TokenStore:
+class TokenStore(SQLiteStore):
     """SQLite-backed tokens. Thread-safe (one connection behind a lock) and process-safe
     (every write is one ``BEGIN IMMEDIATE`` transaction).
 
@@ -111,41 +109,13 @@ class TokenStore:
     """
 
     def __init__(self, db_path: Path) -> None:
-        db_path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.RLock()
-        self._conn = sqlite3.connect(str(db_path), check_same_thread=False, isolation_level=None, timeout=30.0)
-        self._conn.row_factory = sqlite3.Row
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA synchronous=FULL")
-        self._conn.execute("PRAGMA foreign_keys=ON")
-        with self._write() as conn:
-            for statement in SCHEMA.split(";"):
-                if statement.strip():
-                    conn.execute(statement)
-
-    def close(self) -> None:
-        with self._lock:
-            self._conn.close()
+        super().__init__(db_path, SCHEMA)
 
     def __enter__(self) -> "TokenStore":
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-    @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        # BEGIN IMMEDIATE takes SQLite's write lock up front: concurrent writers (threads
-        # with their own connection, or other processes) queue on busy_timeout instead of
-        # failing on a read->write upgrade.
-        with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._conn
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
-            self._conn.execute("COMMIT")
 
     def _read_one(self, sql: str, args: tuple) -> sqlite3.Row | None:
         with self._lock:

@@ -1,0 +1,66 @@
+"""One SQLite file opened the way every Lookalike store needs it.
+
+WAL journal (readers never block the writer, and the server sees a CLI's commits),
+``synchronous=FULL`` (a commit that returned survives power loss; SQLite docs, "PRAGMA
+synchronous"), foreign keys on, autocommit mode so transactions are explicit. One connection
+per store, guarded by a re-entrant lock: the stores are small and their transactions short, and
+a single connection keeps each store's reads consistent with its own writes.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+#: Seconds a writer waits for another process's write lock before SQLite gives up.
+BUSY_TIMEOUT_S = 30.0
+
+
+class SQLiteStore:
+    """Base of the SQLite-backed stores: the connection, write/read transactions, ``close``.
+
+    Args:
+        path: database file; parent folders are created.
+        schema: ``CREATE ... IF NOT EXISTS`` statements run at open.
+    """
+
+    def __init__(self, path: Path, schema: str) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.RLock()
+        self._conn = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None, timeout=BUSY_TIMEOUT_S)
+        self._conn.row_factory = sqlite3.Row
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA synchronous=FULL")
+        self._conn.execute("PRAGMA foreign_keys=ON")
+        self._conn.executescript(schema)
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        # BEGIN IMMEDIATE takes the write lock up front, so concurrent writers (the server and
+        # a CLI, or several processes) queue on the busy timeout instead of failing on a
+        # read->write lock upgrade.
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._conn
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+
+    @contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        # One read transaction = one consistent WAL snapshot.
+        with self._lock:
+            self._conn.execute("BEGIN")
+            try:
+                yield self._conn
+            finally:
+                self._conn.execute("COMMIT")
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
