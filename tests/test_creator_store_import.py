@@ -242,6 +242,66 @@ def test_a_crash_mid_import_keeps_the_previous_data_and_a_rerun_finishes(importe
     assert store.profiles("instagram", ["u1"])["u1"].followers_count == 1
 
 
+NAMES = ("astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field", "retina")
+
+
+def many_creators(n: int, posts: int) -> list[dict]:
+    """``n`` creators of ``posts`` posts each: more images than the importer reads ahead (128)."""
+    return [creator(f"u{c}", [post(f"p{c}-{i}", NAMES[(c + i) % 6], i) for i in range(posts)]) for c in range(n)]
+
+
+def test_same_creator_twice_in_a_file_is_applied_line_by_line(importer, store, model, images):
+    feed = images.parent
+    importer.import_jsonl(write(feed / "v1.jsonl", [creator("u1", [post("a", "astronaut")])]))
+    lines = [
+        creator("u1", [post("a", "chelsea")], followersCount=1),  # a's image changes...
+        creator("u1", [post("a", "astronaut"), post("b", "coffee")], followersCount=2),  # ...and changes back
+        creator("u1", [post("a", "astronaut"), post("b", "coffee")], followersCount=2),  # the line just written
+    ]
+    outcome = importer.import_jsonl(write(feed / "v2.jsonl", lines))
+    # Each line compares with what the line before it wrote, not with the store before the import.
+    assert outcome.failed == [] and outcome.imported == ["u1", "u1"] and outcome.unchanged == ["u1"]
+    assert outcome.posts_embedded == 3 and model.embedded == 1 + 3
+    assert float(vectors_by_post(store.snapshot("instagram"))["a"] @ direct(model, images / "astronaut.jpg")) > 0.999
+    assert store.profiles("instagram", ["u1"])["u1"].followers_count == 2
+
+
+def test_creators_beyond_the_lookahead_are_written_and_reported_in_order(importer, store, model, images):
+    lines = many_creators(12, 15)
+    lines[4]["posts"][9]["image_path"] = "img/missing.jpg"  # a bad image in the middle of a creator
+    lines[7]["posts"][14]["id"] = "p2-0"  # a post of u2: refused when u7 is written
+    ticks: list[int] = []
+    outcome = importer.import_jsonl(write(images.parent / "many.jsonl", lines), progress=ticks.append)
+
+    assert ticks == [1] * 12
+    assert outcome.imported == [f"u{c}" for c in range(12) if c not in (4, 7)]
+    assert [w for w, _ in outcome.failed] == ["line 5", "line 8"]
+    assert outcome.failed[0][1].startswith("line 5: posts[9].image_path: cannot read")
+    assert outcome.failed[1][1] == "line 8: post 'p2-0' already belongs to creator 'u2' on instagram"
+    # One model call per creator of 15 posts: batches never span creators (u4 failed before its batch).
+    assert model.calls == 11 and outcome.posts_embedded == 150 and outcome.posts_added == 150
+    assert store.count("instagram") == 10 and store.post_hashes("instagram", "u4") == {}
+    reference = {name: direct(model, images / f"{name}.jpg") for name in NAMES}
+    vectors = vectors_by_post(store.snapshot("instagram"))
+    assert sorted(vectors) == sorted(f"p{c}-{i}" for c in range(12) if c not in (4, 7) for i in range(15))
+    for pid, vector in vectors.items():
+        c, i = map(int, pid[1:].split("-"))
+        assert float(vector @ reference[NAMES[(c + i) % 6]]) > 0.999, pid
+
+
+def test_a_crash_with_loads_in_flight_keeps_earlier_creators_and_a_rerun_finishes(importer, store, model, images):
+    src = write(images.parent / "many.jsonl", many_creators(6, 30))
+    model.fail_on_call = 4  # u0..u2 embedded and written; u3's batch raises while u4, u5 are being read
+    with pytest.raises(RuntimeError, match="model crashed"):
+        importer.import_jsonl(src)
+    assert store.count("instagram") == 3 and store.post_hashes("instagram", "u3") == {}
+    assert sorted(store.profiles("instagram", [f"u{c}" for c in range(6)])) == ["u0", "u1", "u2"]
+
+    rerun = importer.import_jsonl(src)
+    assert rerun.unchanged == ["u0", "u1", "u2"] and rerun.imported == ["u3", "u4", "u5"]
+    assert rerun.posts_embedded == 90 and store.count("instagram") == 6
+
+
 @pytest.mark.parametrize(("change", "message"), [
     ({"platform": None}, "platform: must be one of instagram, tiktok"),
     ({"userId": 7}, "userId: must be a non-empty string of at most 256 characters"),

@@ -386,14 +386,23 @@ def eval_multi_item(
 def _multi_item_table(figures: dict) -> Table:
     """One row per scope (all, each background, each item count) of ``evaluate_multi_item``'s figures."""
     k = figures["top_k"]
-    table = Table("scope", "items", f"plain top{k}", f"segmented top{k}", f"per segment top{k}",
-                  f"any segment top{k}", "detection recall", title=f"lookalike eval multi-item {figures['dataset']}")
+    table = Table("scope", "items", "plain", "merged", "own seg", "any seg", "det rec", "true mrg", "true own",
+                  title=f"lookalike eval multi-item {figures['dataset']}: items found in the top {k}")
+    table.columns[0].no_wrap = True
     keys = ("n_items", "items_found_top10_plain", "items_found_top10_segmented", "items_found_top10_per_segment",
-            "items_found_top10_any_segment", "detection_recall")
-    table.add_row("all", *(str(figures[key]) for key in keys))
+            "items_found_top10_any_segment", "detection_recall", "items_found_top10_true_boxes_merged",
+            "items_found_top10_true_box")
+    table.caption = ("product in: the plain query's list; the segmented query's merged list; its segment's own list "
+                     "(IoU >= 0.5); any segment's list. det rec: detection recall (IoU >= 0.5). true: the pasted "
+                     "boxes as segments (a perfect detector): merged list, own list")
+
+    def cells(f: dict) -> list[str]:
+        return [str(f["n_items"]), *(f"{f[key]:.3f}" for key in keys[1:])]
+
+    table.add_row("all", *cells(figures))
     for group in ("by_background", "by_item_count"):
         for name, f in figures[group].items():
-            table.add_row(f"{name} items" if group == "by_item_count" else name, *(str(f[key]) for key in keys))
+            table.add_row(f"{name} items" if group == "by_item_count" else name, *cells(f))
     return table
 
 

@@ -17,17 +17,28 @@ Backgrounds:
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import json
+import tempfile
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from PIL import Image, ImageFilter
 
+from lookalike.config import Settings
+from lookalike.crops import check_crop_type
+from lookalike.errors import InvalidParameter, LibraryNotFound
 from lookalike.evaluation.datasets import LabelledImage, load_labels
 from lookalike.models.detector import Detection, Detector
+from lookalike.runtime import Runtime
+from lookalike.service.importer import ImportItem
+from lookalike.service.search import MAX_IMAGE_TOP_K, ImageQueryResult, SearchService
+from lookalike.service.validation import check_mode
 
 Background = Literal["neutral", "busy"]
 BACKGROUNDS: tuple[Background, ...] = ("neutral", "busy")
@@ -310,7 +321,9 @@ def _summarise(rows: list[tuple[str, int, int, int, int, float]]) -> dict:
 # Protocol: the composed images (``compose_set``) query a temporary library holding
 # ``ComposedSet.library`` (tags: ``label`` = product id). Every composed image is searched
 # twice through ``SearchService.search_image``: plain (``use_segmentation`` false) and
-# segmented (``use_segmentation`` and ``return_segments`` true). An item counts as found
+# segmented (``use_segmentation`` and ``return_segments`` true); a third, untimed, segmented
+# query replaces the detector by the pasted boxes (the ceiling of any detector with this
+# embedding model, crop and merge rule). An item counts as found
 # when its product's label appears among ``top_k`` results:
 # - ``plain``: the plain query's list;
 # - ``segmented``: the merged list of the segmented query (its ``top_k`` results are shared
@@ -318,7 +331,9 @@ def _summarise(rows: list[tuple[str, int, int, int, int, float]]) -> dict:
 # - ``per_segment``: the own list of the segment matched to the item (``match_items``,
 #   IoU >= 0.5); an item without a matching segment is a miss;
 # - ``any_segment`` (diagnostic): the own list of any segment; ``any_segment`` minus
-#   ``segmented`` is what the merge's shared budget costs.
+#   ``segmented`` is what the merge's shared budget costs;
+# - ``true_box`` / ``true_boxes_merged`` (ceilings): the own list of the item's pasted box,
+#   and the merged list of all pasted boxes.
 # Detection recall comes from the segmented query's segments (the whole-image fallback
 # segment, score 0.0, is no detection), so it is the figure ``detection_recall`` gives.
 
@@ -337,23 +352,25 @@ class _ItemOutcome:
     per_segment: bool
     any_segment: bool
     detected: bool
+    true_box: bool
+    true_boxes_merged: bool
 
 
 def evaluate_multi_item(
     sop_dir: Path,
     *,
-    settings,
-    models=None,
+    settings: Settings,
+    models: Callable[[str], Any] | None = None,
     detector: Detector | None = None,
     n_images: int = 60,
     seed: int = 11,
     mode: str = "general_search",
     crop_type: str = "bbox",
     top_k: int = 10,
-    progress=None,
+    progress: Callable[[str, int, int], None] | None = None,
     data_dir: Path | None = None,
     library_limit: int | None = None,
-) -> dict:
+) -> dict[str, Any]:
     """Compose ``n_images`` multi-item images from ``sop_dir`` and measure how often each
     item's product is retrieved, with and without segmentation (protocol above).
 
@@ -377,7 +394,8 @@ def evaluate_multi_item(
 
     Returns:
         ``items_found_top10_plain``, ``items_found_top10_segmented``,
-        ``items_found_top10_per_segment``, ``items_found_top10_any_segment`` (fractions of
+        ``items_found_top10_per_segment``, ``items_found_top10_any_segment``,
+        ``items_found_top10_true_box``, ``items_found_top10_true_boxes_merged`` (fractions of
         the pasted items in 0..1; the ``top10`` names hold for the default ``top_k``),
         ``detection_recall`` (items matched by a detected segment at IoU >= 0.5),
         ``detections_per_image`` (mean), ``by_background`` and ``by_item_count``
@@ -393,9 +411,6 @@ def evaluate_multi_item(
             ValueError: too few products for ``n_images``. ModelUnavailable: the embedding
             model or the detector weights are missing.
     """
-    import contextlib
-    import tempfile
-
     _check_eval_args(mode, crop_type, top_k, n_images, library_limit)
     with contextlib.ExitStack() as stack:
         root = Path(data_dir) if data_dir is not None else Path(
@@ -421,11 +436,6 @@ def evaluate_multi_item(
 
 
 def _check_eval_args(mode: str, crop_type: str, top_k: int, n_images: int, library_limit: int | None) -> None:
-    from lookalike.crops import check_crop_type
-    from lookalike.errors import InvalidParameter
-    from lookalike.service.search import MAX_IMAGE_TOP_K
-    from lookalike.service.validation import check_mode
-
     check_mode(mode)
     check_crop_type(crop_type, field="crop_type")
     if not isinstance(top_k, int) or not 1 <= top_k <= MAX_IMAGE_TOP_K:
@@ -450,32 +460,24 @@ def _library_photos(composed: ComposedSet, limit: int | None) -> list[LabelledIm
     return own + [others[i] for i in picks]
 
 
-def _eval_runtime(settings, models, detector: Detector | None, data_dir: Path):
-    """A Runtime over ``data_dir`` that shares ``settings``' model cache; a context manager."""
-    import contextlib
-    import dataclasses
-
-    from lookalike.runtime import Runtime
-
-    @contextlib.contextmanager
-    def opened():
-        provider = (lambda: detector) if detector is not None else None
-        rt = Runtime.open(dataclasses.replace(settings, data_dir=data_dir, models_dir=settings.model_cache_dir),
-                          models=models, detector=provider)
-        try:
-            yield rt
-        finally:
-            rt.close()
-
-    return opened()
+@contextlib.contextmanager
+def _eval_runtime(
+    settings: Settings, models: Callable[[str], Any] | None, detector: Detector | None, data_dir: Path
+) -> Iterator[Runtime]:
+    """A Runtime over ``data_dir`` that shares ``settings``' model cache, closed on exit."""
+    provider = (lambda: detector) if detector is not None else None
+    rt = Runtime.open(dataclasses.replace(settings, data_dir=data_dir, models_dir=settings.model_cache_dir),
+                      models=models, detector=provider)
+    try:
+        yield rt
+    finally:
+        rt.close()
 
 
-def _import_library(rt, name: str, mode: str, photos: list[LabelledImage], progress) -> None:
+def _import_library(rt: Runtime, name: str, mode: str, photos: list[LabelledImage],
+                    progress: Callable[[str, int, int], None] | None) -> None:
     """Create ``name`` (or reuse it: same name, same photos) and import what is missing;
     image ids are the photos' file names, tags ``{"label": product id}``."""
-    from lookalike.errors import InvalidParameter, LibraryNotFound
-    from lookalike.service.importer import ImportItem
-
     try:
         record = rt.libraries.get(name, count=False)
         if record.mode != mode:
@@ -497,58 +499,90 @@ def _import_library(rt, name: str, mode: str, photos: list[LabelledImage], progr
         raise InvalidParameter(f"{outcome.failed[0][0]}: could not be imported ({outcome.failed[0][1]})")
 
 
-def _search_all(rt, name: str, composed: ComposedSet, crop_type: str, top_k: int, progress):
-    """Both queries of every composed image: (item outcomes, detections per image, times in ms)."""
+class _TrueBoxes:
+    """A stand-in detector that returns the pasted boxes of the image being searched (set
+    ``items`` before each query): the segmented pipeline with a perfect detector."""
+
+    model_id = "true-boxes"
+
+    def __init__(self) -> None:
+        self.items: tuple[PastedItem, ...] = ()
+
+    def detect(self, image: Image.Image, max_items: int = 5) -> list[Detection]:
+        found = []
+        for it in self.items[:max_items]:
+            x, y, w, h = it.bbox
+            mask = np.zeros((image.height, image.width), bool)
+            mask[y : y + h, x : x + w] = True
+            found.append(Detection(bbox=it.bbox, mask=mask, mask_area=w * h, score=1.0))
+        return found
+
+
+def _search_all(
+    rt: Runtime, name: str, composed: ComposedSet, crop_type: str, top_k: int,
+    progress: Callable[[str, int, int], None] | None,
+) -> tuple[list[_ItemOutcome], list[int], dict[str, list[float]]]:
+    """The queries of every composed image: (item outcomes, detections per image, times in ms)."""
+    truth = _TrueBoxes()
+    oracle = SearchService(rt.libraries, rt.store, rt.settings, detector=lambda: truth)
     search = rt.search
+    options = {"top_k": top_k, "crop_type": crop_type}
     warm = composed.images[0].path.read_bytes()
-    search.search_image(name, warm, top_k=top_k, crop_type=crop_type)  # loads the model and the index
-    search.search_image(name, warm, top_k=top_k, crop_type=crop_type, use_segmentation=True)  # and the detector
+    search.search_image(name, warm, **options)  # loads the model and the index
+    search.search_image(name, warm, **options, use_segmentation=True)  # and the detector
     outcomes: list[_ItemOutcome] = []
     detections: list[int] = []
     times: dict[str, list[float]] = {"plain": [], "segmented": []}
     for i, img in enumerate(composed.images):
         data = img.path.read_bytes()
         started = time.perf_counter()
-        plain = search.search_image(name, data, top_k=top_k, crop_type=crop_type)
+        plain = search.search_image(name, data, **options)
         times["plain"].append((time.perf_counter() - started) * 1000)
         started = time.perf_counter()
-        seg = search.search_image(name, data, top_k=top_k, crop_type=crop_type, use_segmentation=True,
-                                  return_segments=True)
+        seg = search.search_image(name, data, **options, use_segmentation=True, return_segments=True)
         times["segmented"].append((time.perf_counter() - started) * 1000)
-        found = _judge(img, plain.results, seg.results, seg.segments or [])
-        outcomes += found[0]
-        detections.append(found[1])
+        truth.items = img.items
+        true = oracle.search_image(name, data, **options, use_segmentation=True, return_segments=True)
+        found, n_detected = _judge(img, plain, seg, true)
+        outcomes += found
+        detections.append(n_detected)
         if progress is not None:
             progress("search", i + 1, len(composed.images))
     return outcomes, detections, times
 
 
-def _judge(img: ComposedImage, plain: list, merged: list, segments: list) -> tuple[list[_ItemOutcome], int]:
-    """Item outcomes of one composed image and its number of detected segments."""
+def _labels(results: list) -> set[object]:
+    return {r.tags.get("label") for r in results}
+
+
+def _judge(img: ComposedImage, plain: ImageQueryResult, seg: ImageQueryResult,
+           true: ImageQueryResult) -> tuple[list[_ItemOutcome], int]:
+    """Item outcomes of one composed image and its number of detected segments, from the
+    plain, the segmented and the true-box ``ImageQueryResult``."""
+    segments = seg.segments or []
     detected = [s for s in segments if s.score > 0.0]  # score 0.0: the whole-image fallback
     boxes = [Detection(bbox=s.bbox, mask=np.zeros((0, 0), bool), mask_area=s.mask_area, score=s.score)
              for s in detected]
     matches = match_items(boxes, img.items, MATCH_IOU)
-
-    def labels(results: list) -> set:
-        return {r.tags.get("label") for r in results}
-
-    plain_labels, merged_labels = labels(plain), labels(merged)
-    own = [labels(s.results) for s in detected]
-    every = set().union(*(labels(s.results) for s in segments))
+    plain_labels, merged_labels, true_merged = _labels(plain.results), _labels(seg.results), _labels(true.results)
+    own = [_labels(s.results) for s in detected]
+    every = set().union(*(_labels(s.results) for s in segments))
     outcomes = [
         _ItemOutcome(img.background, len(img.items), it.label in plain_labels, it.label in merged_labels,
-                     m is not None and it.label in own[m], it.label in every, m is not None)
-        for it, m in zip(img.items, matches)
+                     m is not None and it.label in own[m], it.label in every, m is not None,
+                     it.label in _labels(t.results), it.label in true_merged)
+        for it, m, t in zip(img.items, matches, true.segments or [])
     ]
     return outcomes, len(detected)
 
 
-def _fractions(outcomes: list[_ItemOutcome]) -> dict:
+def _fractions(outcomes: list[_ItemOutcome]) -> dict[str, Any]:
     def share(key: str) -> float:
         return round(sum(getattr(o, key) for o in outcomes) / len(outcomes), 4) if outcomes else 0.0
 
     return {"items_found_top10_plain": share("plain"), "items_found_top10_segmented": share("segmented"),
             "items_found_top10_per_segment": share("per_segment"),
             "items_found_top10_any_segment": share("any_segment"), "detection_recall": share("detected"),
+            "items_found_top10_true_box": share("true_box"),
+            "items_found_top10_true_boxes_merged": share("true_boxes_merged"),
             "n_items": len(outcomes)}

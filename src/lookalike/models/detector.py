@@ -70,6 +70,13 @@ class Detector(Protocol):
 # - min-max stretching the map first (U²-Net's normPRED): no change in recall, and it would
 #   turn a map with nothing salient into noise, so the sigmoid output is used as is;
 # - smallest component 0.5 %, 1 % or 2 % of the image: same recall; 1 % drops specks.
+# - splitting a component whose core breaks apart at a higher cut (``SPLIT_THRESHOLDS``):
+#   items placed close together merge at 0.5 through a halo of saliency 0.55-0.85 between
+#   them while each item's inside stays near 1.0 (medians 0.99-1.0 measured); the cores above
+#   0.8 (else 0.9) seed a watershed of the component, one item per core of at least the
+#   smallest area. Recall 0.827 -> 0.860 (seed 11), 0.800 -> 0.800 (seed 23); items found in
+#   the top 10 by ``lookalike eval multi-item`` (margin-free crops) 0.747 -> 0.773 and
+#   0.720 -> 0.720. Cores bridged at saliency 1.0 (photos on a busy texture) stay merged.
 
 U2NETP_MODEL_ID = "u2netp"
 U2NETP_ENV = "LOOKALIKE_U2NETP"
@@ -79,6 +86,8 @@ _STRIDE = 32  # five 2x poolings: sides that are multiples of 32 keep the decode
 _MIN_SIDE, _MAX_SIDE = 64, 640
 DEFAULT_THRESHOLD = 0.5
 DEFAULT_MIN_AREA_SHARE = 0.01
+#: Higher saliency cuts tried, in order, to split a component into items (see above).
+SPLIT_THRESHOLDS: tuple[float, ...] = (0.8, 0.9)
 
 # U²-Net preprocessing (xuebinqin/U-2-Net, data_loader.py ToTensorLab): scale to 0..1 by
 # the image maximum, then ImageNet mean/std per RGB channel. (The npm package's
@@ -204,29 +213,65 @@ def _dynamic_session(path: Path, threads: int | None):
         raise ModelUnavailable(f"cannot load the item detector {path}: {exc}") from exc
 
 
-def components(saliency: np.ndarray, threshold: float, min_area_share: float) -> list[Detection]:
+def components(
+    saliency: np.ndarray, threshold: float, min_area_share: float, split: tuple[float, ...] = SPLIT_THRESHOLDS
+) -> list[Detection]:
     """Detections from a (H, W) float32 saliency map: pixels above ``threshold``, holes
     filled, split into 8-connected components of at least ``min_area_share`` x H x W pixels;
-    sorted by mask area x mean saliency, largest first."""
+    a component whose pixels above one of the ``split`` cuts form 2+ cores of that size is
+    divided among them by a watershed of the saliency (:func:`split_component`); sorted by
+    mask area x mean saliency, largest first."""
     h, w = saliency.shape
     mask = ndimage.binary_fill_holes(saliency > threshold)
-    labels, n = ndimage.label(mask, structure=np.ones((3, 3), bool))
-    if n == 0:
-        return []
-    areas = np.bincount(labels.ravel(), minlength=n + 1)
-    sums = np.bincount(labels.ravel(), weights=saliency.ravel(), minlength=n + 1)
+    labels, _ = ndimage.label(mask, structure=_EIGHT)
     min_area = max(1, int(min_area_share * h * w))
     found = []
     for idx, box in enumerate(ndimage.find_objects(labels), start=1):
-        if box is None or areas[idx] < min_area:
+        if box is None:
             continue
-        ys, xs = box
-        found.append(
-            Detection(
-                bbox=(xs.start, ys.start, xs.stop - xs.start, ys.stop - ys.start),
-                mask=labels == idx,
-                mask_area=int(areas[idx]),
-                score=float(sums[idx] / areas[idx]),
-            )
-        )
+        region = labels[box] == idx
+        if region.sum() < min_area:
+            continue
+        for part in split_component(region, saliency[box], split, min_area):
+            full = np.zeros((h, w), bool)
+            full[box] = part
+            found.append(_detection(full, saliency))
     return sorted(found, key=lambda d: d.mask_area * d.score, reverse=True)
+
+
+def split_component(
+    region: np.ndarray, saliency: np.ndarray, cuts: tuple[float, ...], min_area: int
+) -> list[np.ndarray]:
+    """The items of one connected component: ``region`` (h, w) bool and its ``saliency``
+    (h, w) float32. For the first cut in ``cuts`` at which the region's pixels above it
+    (holes filled) form 2 or more 8-connected cores of at least ``min_area`` pixels, a
+    marker-based watershed of -``saliency`` inside ``region`` (Beucher & Meyer 1993, via
+    scikit-image) gives one part per core, so the border follows the saliency valley between
+    the items; otherwise ``[region]``."""
+    for cut in cuts:
+        cores, n = ndimage.label(ndimage.binary_fill_holes(region & (saliency > cut)), structure=_EIGHT)
+        if n < 2:
+            continue
+        sizes = np.bincount(cores.ravel(), minlength=n + 1)
+        keep = [i for i in range(1, n + 1) if sizes[i] >= min_area]
+        if len(keep) < 2:
+            continue
+        from skimage.segmentation import watershed
+
+        parts = watershed(-saliency, np.where(np.isin(cores, keep), cores, 0), mask=region)
+        return [parts == i for i in keep]
+    return [region]
+
+
+_EIGHT = np.ones((3, 3), bool)
+
+
+def _detection(mask: np.ndarray, saliency: np.ndarray) -> Detection:
+    ys, xs = np.nonzero(mask)
+    area = int(ys.size)
+    return Detection(
+        bbox=(int(xs.min()), int(ys.min()), int(xs.max() - xs.min() + 1), int(ys.max() - ys.min() + 1)),
+        mask=mask,
+        mask_area=area,
+        score=float(saliency[mask].sum() / area),
+    )

@@ -35,12 +35,10 @@ import math
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from itertools import islice
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 
@@ -48,7 +46,7 @@ from ..config import Settings
 from ..errors import InvalidParameter, LookalikeError, ModelMismatch
 from ..imaging import decode_base64, decode_image
 from ..models.base import Embedder
-from ..store.creator_store import CreatorStore
+from ..store.creator_store import CreatorStore, PostUpsert
 from ..store.creator_types import (
     ACCOUNT_TYPES,
     AGE_GROUPS,
@@ -71,8 +69,12 @@ STATS = {
 }
 IMAGE_FIELDS = ("image_base64", "image_path", "image_url")
 
-T = TypeVar("T")
-R = TypeVar("R")
+#: Image reads + decodes submitted ahead of the model, across creators: enough that the
+#: worker threads never wait for the model or the store (at most 128 x (3, 224, 224) float32
+#: inputs = 77 MB for efficientnet-lite0).
+LOOKAHEAD_IMAGES = 4 * BATCH_SIZE
+#: Lines admitted ahead at most, so a run of empty or unchanged lines is not parsed far ahead.
+LOOKAHEAD_LINES = 4 * BATCH_SIZE
 
 
 @dataclass(frozen=True)
@@ -395,10 +397,15 @@ class CreatorImporter:
         and nothing of it is written. Images are embedded with ``store.model_id()`` (else
         ``settings.default_model``), loaded only when some line needs an embedding.
 
+        Lines are pipelined (see ``_Pipeline``): the images of the next creators are read
+        and decoded on the worker threads while the model embeds the current one, at most
+        ``LOOKAHEAD_IMAGES`` ahead; creators are still checked, written and reported in
+        input order, and a line waits for an earlier line of the same creator to be written.
+
         Args:
             base_dir: folder relative image paths are resolved against.
             default_platform: platform for lines without ``platform``.
-            progress: called with 1 after each item.
+            progress: called with 1 after each item, in input order.
 
         Raises:
             InvalidParameter: ``default_platform`` is not a platform.
@@ -409,41 +416,14 @@ class CreatorImporter:
         if default_platform is not None and default_platform not in PLATFORMS:
             raise InvalidParameter(f"platform: must be one of {', '.join(PLATFORMS)}")
         outcome = CreatorImportOutcome()
-        model: list[Embedder] = []  # loaded on first need
         with ThreadPoolExecutor(self._workers) as pool:
-            for where, obj in items:
-                self._import_one(where, obj, base_dir, default_platform, pool, model, outcome)
-                if progress is not None:
-                    progress(1)
+            _Pipeline(self, items, base_dir, default_platform, pool, outcome).run(progress)
         return outcome
 
-    def _import_one(
-        self, where: str, obj: object, base_dir: Path | None, default_platform: str | None,
-        pool: ThreadPoolExecutor, model: list[Embedder], outcome: CreatorImportOutcome,
-    ) -> None:
-        try:
-            if isinstance(obj, _BadJson):
-                raise InvalidParameter(f"{where}: {obj.message}")
-            parsed = parse_creator(obj, where, default_platform, base_dir)
-        except LookalikeError as exc:
-            outcome.failed.append((where, _located(where, exc)))
-            return
-        creator = parsed.record
-        if self._store.content_hash(creator.platform, creator.user_id) == parsed.content_hash:
-            outcome.unchanged.append(creator.user_id)
-            return
-        if not model:
-            model.append(self._load_model())
-        try:
-            posts, embedded = self._embed(parsed, model[0], pool)
-            report = self._store.upsert_creator(creator, posts, parsed.content_hash, model[0].info.model_id)
-        except LookalikeError as exc:
-            outcome.failed.append((where, _located(where, exc)))
-            return
-        outcome.imported.append(creator.user_id)
-        outcome.posts_added += report.added
-        outcome.posts_removed += report.removed
-        outcome.posts_embedded += embedded
+    def _parse(self, where: str, obj: object, base_dir: Path | None, default_platform: str | None) -> ParsedCreator:
+        if isinstance(obj, _BadJson):
+            raise InvalidParameter(f"{where}: {obj.message}")
+        return parse_creator(obj, where, default_platform, base_dir)
 
     def _load_model(self) -> Embedder:
         stored = self._store.model_id()
@@ -455,39 +435,6 @@ class CreatorImporter:
                 f"gives {model.info.image_dim}-dimensional ones ('{model.info.model_id}')"
             )
         return model
-
-    def _embed(
-        self, parsed: ParsedCreator, model: Embedder, pool: ThreadPoolExecutor
-    ) -> tuple[list[tuple[PostRecord, str, np.ndarray | None]], int]:
-        """Every post's (record, image SHA-256, embedding or None when unchanged) and the
-        number of images embedded, in batches of ``BATCH_SIZE``."""
-        creator = parsed.record
-        stored = self._store.post_hashes(creator.platform, creator.user_id)
-        shas: list[str] = []
-        vectors: list[np.ndarray | None] = [None] * len(parsed.posts)
-        batch: list[tuple[int, np.ndarray]] = []
-
-        def flush() -> None:
-            visual = model.embed_pixels(np.stack([pixels for _, pixels in batch])).visual
-            for (i, _), vector in zip(batch, visual, strict=True):
-                vectors[i] = vector
-            batch.clear()
-
-        def load(post: ParsedPost) -> _Loaded:
-            return self._load(post, stored.get(post.record.post_id), model)
-
-        embedded = 0
-        with closing(_ordered(pool, load, parsed.posts, 4 * BATCH_SIZE)) as loads:
-            for i, loaded in enumerate(loads):
-                shas.append(loaded.sha256)
-                if loaded.pixels is not None:
-                    batch.append((i, loaded.pixels))
-                    embedded += 1
-                    if len(batch) == BATCH_SIZE:
-                        flush()
-        if batch:
-            flush()
-        return [(p.record, sha, v) for p, sha, v in zip(parsed.posts, shas, vectors, strict=True)], embedded
 
     def _load(self, post: ParsedPost, stored_sha: str | None, model: Embedder) -> _Loaded:
         """Read and hash the image; decode and preprocess it only if it is new or changed."""
@@ -502,6 +449,166 @@ class CreatorImporter:
             return _Loaded(sha, None)
         image = decode_image(data, field=where, max_pixels=self._settings.max_image_pixels)
         return _Loaded(sha, model.preprocess(image))
+
+
+@dataclass(eq=False)
+class _Entry:
+    """A line between admission and its report. ``parsed`` None: failed at parse (``error``)."""
+
+    where: str
+    parsed: ParsedCreator | None = None
+    error: str | None = None
+    unchanged: bool = False
+    stored: dict[str, str] = field(default_factory=dict)  # post_id -> stored image SHA-256
+    submitted: int = 0  # posts whose load is submitted
+    consumed: int = 0  # posts whose load was taken off the queue
+
+    @property
+    def writes(self) -> bool:
+        return self.parsed is not None and not self.unchanged
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return self.parsed.record.platform, self.parsed.record.user_id
+
+
+class _Pipeline:
+    """One ``import_creators`` run.
+
+    The main thread admits lines in order (parse, unchanged check, stored image hashes) and
+    submits their image loads to the pool while fewer than ``LOOKAHEAD_IMAGES`` are
+    unconsumed, so reading and decoding the next creators overlaps embedding and writing the
+    current one. Loads are consumed in submission order; the front line is embedded in
+    batches of at most ``BATCH_SIZE`` and written as soon as its last post is embedded.
+    Batches never span creators, so a model error leaves every earlier creator written and
+    no later one touched. A line of a creator that an admitted line will write waits until
+    that line is done: it must compare with what that line wrote.
+    """
+
+    def __init__(
+        self, importer: CreatorImporter, items: Iterable[tuple[str, object]], base_dir: Path | None,
+        default_platform: str | None, pool: ThreadPoolExecutor, outcome: CreatorImportOutcome,
+    ) -> None:
+        self._imp, self._items, self._pool, self._outcome = importer, iter(items), pool, outcome
+        self._base_dir, self._default_platform = base_dir, default_platform
+        self._lines: deque[_Entry] = deque()  # admitted, not yet reported, in input order
+        self._loads: deque[Future[_Loaded]] = deque()  # submitted, not yet consumed, in order
+        self._writing: set[tuple[str, str]] = set()  # keys of admitted lines that write
+        self._held: _Entry | None = None  # parsed, waiting for an earlier line of its creator
+        self._model: Embedder | None = None
+
+    def run(self, progress: Callable[[int], None] | None) -> None:
+        try:
+            self._fill()
+            while self._lines:
+                entry = self._lines[0]
+                if entry.writes and entry.error is None:
+                    self._import(entry)
+                self._lines.popleft()
+                if entry.writes:
+                    self._writing.discard(entry.key)
+                self._report(entry)
+                if progress is not None:
+                    progress(1)
+                self._fill()
+        finally:
+            for future in self._loads:
+                future.cancel()
+
+    # -- admission ----------------------------------------------------------------------
+
+    def _fill(self) -> None:
+        """Submit loads, admitting lines as needed, until ``LOOKAHEAD_IMAGES`` are pending."""
+        while len(self._loads) < LOOKAHEAD_IMAGES:
+            tail = self._lines[-1] if self._lines else None
+            if tail is not None and tail.writes and tail.error is None and tail.submitted < len(tail.parsed.posts):
+                post = tail.parsed.posts[tail.submitted]
+                self._loads.append(self._pool.submit(
+                    self._imp._load, post, tail.stored.get(post.record.post_id), self._model))
+                tail.submitted += 1
+            elif len(self._lines) >= LOOKAHEAD_LINES or not self._admit():
+                return
+
+    def _admit(self) -> bool:
+        """Admit the next line; False at the end, or while it waits for its creator."""
+        if self._held is None:
+            item = next(self._items, None)
+            if item is None:
+                return False
+            where, obj = item
+            try:
+                self._held = _Entry(where, self._imp._parse(where, obj, self._base_dir, self._default_platform))
+            except LookalikeError as exc:
+                self._lines.append(_Entry(where, error=_located(where, exc)))
+                return True
+        entry = self._held
+        if entry.key in self._writing:
+            return False
+        self._held = None
+        store = self._imp._store
+        if store.content_hash(*entry.key) == entry.parsed.content_hash:
+            entry.unchanged = True
+        else:
+            if self._model is None:
+                self._model = self._imp._load_model()
+            entry.stored = store.post_hashes(*entry.key)
+            self._writing.add(entry.key)
+        self._lines.append(entry)
+        return True
+
+    # -- the front line -----------------------------------------------------------------
+
+    def _import(self, entry: _Entry) -> None:
+        """Embed the front line's new and changed images and write it; on a bad image or a
+        refused write, set ``error`` and drop its remaining loads."""
+        try:
+            posts, embedded = self._embed(entry)
+            report = self._imp._store.upsert_creator(
+                entry.parsed.record, posts, entry.parsed.content_hash, self._model.info.model_id)
+        except LookalikeError as exc:
+            entry.error = _located(entry.where, exc)  # stops _fill submitting more of its posts
+            for _ in range(entry.submitted - entry.consumed):
+                self._loads.popleft().cancel()
+            return
+        self._outcome.posts_added += report.added
+        self._outcome.posts_removed += report.removed
+        self._outcome.posts_embedded += embedded
+
+    def _embed(self, entry: _Entry) -> tuple[list[PostUpsert], int]:
+        """Every post's (record, image SHA-256, embedding or None when unchanged) and the
+        number of images embedded. Raises the first bad image's error."""
+        posts = entry.parsed.posts
+        shas: list[str] = []
+        vectors: list[np.ndarray | None] = [None] * len(posts)
+        batch: list[tuple[int, np.ndarray]] = []
+        for i in range(len(posts)):
+            # The front line's loads lead the queue: earlier lines' are consumed or dropped,
+            # and _fill submits the rest of a partly submitted line before admitting another.
+            future = self._loads.popleft()
+            entry.consumed += 1
+            self._fill()
+            loaded = future.result()
+            shas.append(loaded.sha256)
+            if loaded.pixels is not None:
+                batch.append((i, loaded.pixels))
+            if batch and (len(batch) == BATCH_SIZE or i == len(posts) - 1):
+                self._flush(batch, vectors)
+        embedded = sum(v is not None for v in vectors)
+        return [(p.record, sha, v) for p, sha, v in zip(posts, shas, vectors, strict=True)], embedded
+
+    def _flush(self, batch: list[tuple[int, np.ndarray]], vectors: list[np.ndarray | None]) -> None:
+        visual = self._model.embed_pixels(np.stack([pixels for _, pixels in batch])).visual
+        for (i, _), vector in zip(batch, visual, strict=True):
+            vectors[i] = vector
+        batch.clear()
+
+    def _report(self, entry: _Entry) -> None:
+        if entry.error is not None:
+            self._outcome.failed.append((entry.where, entry.error))
+        elif entry.unchanged:
+            self._outcome.unchanged.append(entry.parsed.record.user_id)
+        else:
+            self._outcome.imported.append(entry.parsed.record.user_id)
 
 
 def _located(where: str, exc: LookalikeError) -> str:
@@ -523,19 +630,3 @@ def count_lines(path: Path) -> int:
     """Number of non-blank lines of a JSONL file: the items ``import_jsonl`` reports on."""
     with path.open("rb") as fh:
         return sum(1 for raw in fh if raw.strip())
-
-
-def _ordered(pool: ThreadPoolExecutor, fn: Callable[[T], R], items: Iterable[T], window: int) -> Iterator[R]:
-    """``map(fn, items)`` on the pool, in order, with at most ``window`` calls in flight so
-    reading runs ahead of the model without holding every image in memory."""
-    it = iter(items)
-    pending: deque[Future[R]] = deque(pool.submit(fn, item) for item in islice(it, window))
-    try:
-        while pending:
-            future = pending.popleft()
-            for item in islice(it, 1):
-                pending.append(pool.submit(fn, item))
-            yield future.result()
-    finally:
-        for future in pending:
-            future.cancel()

@@ -193,8 +193,8 @@ class SearchService:
             field: the request field that carried ``image``, named in errors.
             top_k: 1..1000 results, for the merged list and for every segment.
             tag_filter: the filter language of ``lookalike.filters`` (raw JSON).
-            crop_type: ``bbox`` (the item's box with a margin) or ``segment`` (the box with
-                the background outside the item's mask greyed out).
+            crop_type: ``bbox`` (the item's box, ``detection.QUERY_CROP_MARGIN``) or
+                ``segment`` (the box with the background outside the item's mask greyed out).
 
         Raises:
             InvalidParameter (400: naming ``top_k``, ``search_crop_type``,
