@@ -1,0 +1,203 @@
+"""Serving, libraries, imports, search and the demo."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from ..errors import LookalikeError
+from ..runtime import Runtime
+from .common import DataDir, _fail, _runtime, console, err
+
+app = typer.Typer(help="Lookalike: self-hosted visual search.", no_args_is_help=True, pretty_exceptions_enable=False)
+library_app = typer.Typer(help="Create, list and delete image libraries.", no_args_is_help=True)
+app.add_typer(library_app, name="library")
+
+@app.command()
+def serve(
+    host: str = typer.Option("127.0.0.1", help="Address to bind."),
+    port: int = typer.Option(8000, help="Port to bind."),
+    data_dir: Optional[Path] = DataDir,
+) -> None:
+    """Serve the HTTP API (docs at /docs)."""
+    import uvicorn
+
+    from ..api import create_app
+
+    uvicorn.run(create_app(_runtime(data_dir), warm=True), host=host, port=port)
+
+
+@library_app.command("create")
+def library_create(
+    name: str,
+    mode: str = typer.Option("general_search", help="general_search or item_search."),
+    model: Optional[str] = typer.Option(None, help="Model id (default efficientnet-lite0)."),
+    data_dir: Optional[Path] = DataDir,
+) -> None:
+    """Create an empty library."""
+    rt = _runtime(data_dir)
+    try:
+        record = rt.libraries.create(name, mode, model)
+    except LookalikeError as exc:
+        _fail(exc)
+    finally:
+        rt.close()
+    console.print(f"created library [bold]{record.name}[/bold] ({record.mode}, model {record.model_id})")
+
+
+@library_app.command("list")
+def library_list(data_dir: Optional[Path] = DataDir) -> None:
+    """List libraries with their image counts."""
+    rt = _runtime(data_dir)
+    try:
+        table = Table("name", "mode", "model", "images")
+        for r in rt.libraries.list():
+            table.add_row(r.name, r.mode, r.model_id, str(r.image_count))
+        console.print(table)
+    finally:
+        rt.close()
+
+
+@library_app.command("delete")
+def library_delete(name: str, data_dir: Optional[Path] = DataDir) -> None:
+    """Delete a library and all its images."""
+    rt = _runtime(data_dir)
+    try:
+        rt.libraries.delete(name)
+    except LookalikeError as exc:
+        _fail(exc)
+    finally:
+        rt.close()
+    console.print(f"deleted library {name}")
+
+
+def import_source(rt: Runtime, library: str, source: Path, *, quiet: bool = False):
+    """Import a folder / CSV / JSONL into ``library``, skipping stored ids (resumable).
+
+    Returns the ``ImportOutcome``; bad lines and images are reported and skipped.
+    """
+    from ..sources import BadLine, count_items, iter_source
+
+    bad: list[tuple[str, str]] = []
+
+    def items():
+        for entry in iter_source(source):
+            if isinstance(entry, BadLine):
+                bad.append((entry.where, entry.message))
+            else:
+                yield entry
+
+    columns = (TextColumn("importing"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=err, disable=quiet) as progress:
+        task = progress.add_task("import", total=count_items(source))
+        outcome = rt.importer.import_items(
+            library, items(), skip_existing=True, atomic=False, progress=lambda n: progress.advance(task, n)
+        )
+    outcome.failed[:0] = bad
+    return outcome
+
+
+@app.command("import")
+def import_cmd(
+    library: str,
+    source: Path = typer.Argument(..., exists=True, help="A folder of images, a .csv or a .jsonl file."),
+    data_dir: Optional[Path] = DataDir,
+) -> None:
+    """Import images; re-running skips image_ids already stored."""
+    rt = _runtime(data_dir)
+    try:
+        outcome = import_source(rt, library, source)
+    except (LookalikeError, ValueError) as exc:
+        _fail(exc)
+    finally:
+        rt.close()
+    for where, message in outcome.failed:
+        err.print(f"[yellow]skipped[/yellow] {where}: {message}")
+    console.print(f"added {len(outcome.added)}, already stored {len(outcome.skipped)}, failed {len(outcome.failed)}")
+    if outcome.failed and not outcome.added and not outcome.skipped:
+        raise typer.Exit(code=1)
+
+
+@app.command()
+def search(
+    library: str,
+    image: Optional[Path] = typer.Option(None, "--image", exists=True, help="Query image file."),
+    text: Optional[str] = typer.Option(None, "--text", help="Query text."),
+    top_k: int = typer.Option(10, "--top-k"),
+    filter: Optional[str] = typer.Option(None, "--filter", help="tag_filter as JSON."),
+    data_dir: Optional[Path] = DataDir,
+) -> None:
+    """Search a library by an image or a text; prints JSON results."""
+    import base64
+
+    if (image is None) == (text is None):
+        err.print("error: give exactly one of --image or --text")
+        raise typer.Exit(code=2)
+    try:
+        tag_filter = json.loads(filter) if filter else None
+    except json.JSONDecodeError as exc:
+        err.print(f"error: --filter is not valid JSON ({exc.msg})")
+        raise typer.Exit(code=2) from None
+    rt = _runtime(data_dir)
+    try:
+        if image is not None:
+            b64 = base64.b64encode(image.read_bytes()).decode()
+            results = rt.search.by_image(library, b64, top_k, tag_filter)
+        else:
+            results = rt.search.by_text(library, text, top_k, tag_filter)
+    except LookalikeError as exc:
+        _fail(exc)
+    finally:
+        rt.close()
+    json.dump([{"image_id": r.image_id, "image_uri": r.image_uri, "score": r.score, "tags": r.tags} for r in results],
+              sys.stdout, indent=2)
+    sys.stdout.write("\n")
+
+
+@app.command()
+def demo(
+    images: Optional[Path] = typer.Option(None, "--images", exists=True, file_okay=False,
+                                          help="Folder of photos (default: photos shipped by installed packages)."),
+    library: str = typer.Option("demo", help="Library to build."),
+    serve_after: bool = typer.Option(True, "--serve/--no-serve", help="Serve the API afterwards."),
+    host: str = typer.Option("127.0.0.1"),
+    port: int = typer.Option(8000),
+    data_dir: Optional[Path] = DataDir,
+) -> None:
+    """Build a demo library from real photos, then serve it."""
+    from ..demo import demo_photos
+    from ..service.importer import ImportItem
+
+    rt = _runtime(data_dir)
+    try:
+        if library not in {r.name for r in rt.libraries.list()}:
+            rt.libraries.create(library, "general_search")
+        if images is not None:
+            outcome = import_source(rt, library, images)
+        else:
+            items = [ImportItem(image_id=f"{t['source']}/{p.name}", image_uri=str(p), path=str(p), tags=t, where=str(p))
+                     for p, t in demo_photos()]
+            outcome = rt.importer.import_items(library, items, skip_existing=True, atomic=False)
+        count = rt.libraries.get(library).image_count
+    except LookalikeError as exc:
+        rt.close()
+        _fail(exc)
+    rt.close()
+    console.print(f"library [bold]{library}[/bold]: {count} images (added {len(outcome.added)} now)")
+    if serve_after:
+        console.print(f"serving on http://{host}:{port}  (API docs: http://{host}:{port}/docs)")
+        serve(host=host, port=port, data_dir=data_dir)
+
+

@@ -1,0 +1,112 @@
+"""``lookalike tokens``: access tokens and credits of the creator-search API."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.table import Table
+
+from ..config import Settings
+from ..errors import LookalikeError
+from .common import DataDir, _fail, console, err
+
+tokens_app = typer.Typer(help="Access tokens and credits of the creator-search API.", no_args_is_help=True)
+
+def _access(data_dir: Optional[Path]):
+    """The AccessService over ``<data_dir>/access.db`` (no models loaded: token commands are instant)."""
+    from ..service.access import AccessService
+    from ..store.token_store import TokenStore
+
+    return AccessService(TokenStore(Settings.from_env(data_dir).data_dir / "access.db"))
+
+
+def _credits_milli(text: str) -> int:
+    from ..service.access import parse_credits
+
+    try:
+        return parse_credits(text, field="--credits")
+    except LookalikeError as exc:
+        _fail(exc)
+
+
+@tokens_app.command("create")
+def tokens_create(
+    credits: str = typer.Option(..., "--credits", help="Starting balance in credits, e.g. 10 or 0.15."),
+    label: Optional[str] = typer.Option(None, "--label", help="Free text to recognise the token by."),
+    data_dir: Optional[Path] = DataDir,
+) -> None:
+    """Create a token; prints its secret once (only a hash is stored)."""
+    from ..service.access import format_credits
+
+    milli = _credits_milli(credits)
+    access = _access(data_dir)
+    try:
+        record, secret = access.create_token(milli, label)
+    except LookalikeError as exc:
+        _fail(exc)
+    finally:
+        access.store.close()
+    console.print(secret, markup=False, highlight=False)
+    console.print(f"id {record.id}, balance {format_credits(record.credits_milli)} credits"
+                  + (f", label {record.label}" if record.label else ""), markup=False, highlight=False)
+    err.print("Keep the token now: it cannot be shown again.")
+
+
+@tokens_app.command("list")
+def tokens_list(data_dir: Optional[Path] = DataDir) -> None:
+    """List tokens (never their secrets)."""
+    from datetime import datetime, timezone
+
+    from ..service.access import format_credits
+
+    def when(t: Optional[float]) -> str:
+        return "" if t is None else datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%d %H:%M")
+
+    access = _access(data_dir)
+    try:
+        table = Table("id", "label", "credits", "created (UTC)", "revoked (UTC)")
+        for t in access.list_tokens():
+            table.add_row(t.id, t.label or "", format_credits(t.credits_milli), when(t.created_at), when(t.revoked_at))
+    finally:
+        access.store.close()
+    console.print(table)
+
+
+@tokens_app.command("top-up")
+def tokens_top_up(
+    token_id: str = typer.Argument(..., metavar="ID", help="Token id from 'tokens list'."),
+    credits: str = typer.Option(..., "--credits", help="Credits to add, e.g. 10 or 0.15."),
+    data_dir: Optional[Path] = DataDir,
+) -> None:
+    """Add credits to a token."""
+    from ..service.access import format_credits
+
+    milli = _credits_milli(credits)
+    access = _access(data_dir)
+    try:
+        record = access.top_up(token_id, milli)
+    except LookalikeError as exc:
+        _fail(exc)
+    finally:
+        access.store.close()
+    console.print(f"token {record.id}: balance {format_credits(record.credits_milli)} credits", highlight=False)
+
+
+@tokens_app.command("revoke")
+def tokens_revoke(
+    token_id: str = typer.Argument(..., metavar="ID", help="Token id from 'tokens list'."),
+    data_dir: Optional[Path] = DataDir,
+) -> None:
+    """Revoke a token for good: its requests get 401."""
+    access = _access(data_dir)
+    try:
+        access.revoke(token_id)
+    except LookalikeError as exc:
+        _fail(exc)
+    finally:
+        access.store.close()
+    console.print(f"revoked token {token_id}", highlight=False)
+
+
