@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Optional
 
@@ -85,17 +87,8 @@ def eval_creators(
         day = datetime.strptime(reference_date, "%Y-%m-%d").replace(tzinfo=UTC) if reference_date else None
     except ValueError:
         _fail(ValueError(f"--reference-date: '{reference_date}' is not a date YYYY-MM-DD"))
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     try:
-        with Progress(*columns, console=err) as progress:
-            tasks: dict[str, int] = {}
-
-            def report(phase: str, done: int, total: int) -> None:
-                if phase not in tasks:
-                    tasks[phase] = progress.add_task("importing creators" if phase == "import" else "searching",
-                                                     total=total)
-                progress.update(tasks[phase], completed=done)
-
+        with _phased_progress("importing creators") as report:
             figures = evaluate_creators(source, queries=queries, settings=Settings.from_env(), progress=report,
                                         data_dir=data_dir, limit_queries=limit_queries,
                                         **({"reference_date": day} if day else {}))
@@ -131,6 +124,22 @@ def _creator_eval_table(figures: dict) -> Table:
     return table
 
 
+@contextmanager
+def _phased_progress(import_label: str) -> Iterator[Callable[[str, int, int], None]]:
+    """A progress display with one bar per phase (``import``, then ``search``); yields the
+    ``progress(phase, done, total)`` callback the evaluation functions take."""
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=err) as progress:
+        tasks: dict[str, int] = {}
+
+        def report(phase: str, done: int, total: int) -> None:
+            if phase not in tasks:
+                tasks[phase] = progress.add_task(import_label if phase == "import" else "searching", total=total)
+            progress.update(tasks[phase], completed=done)
+
+        yield report
+
+
 def _default_sop_dir() -> Path:
     """``../shared/datasets/sop_subset`` beside the repository (the checkout's parent)."""
     return Path(__file__).resolve().parents[3].parent / "shared" / "datasets" / "sop_subset"
@@ -161,17 +170,8 @@ def eval_multi_item(
     if not (source / "labels.csv").is_file():
         _fail(ValueError(f"SOP_DIR: {source} has no labels.csv; pass a labelled instance set such as "
                          "../shared/datasets/sop_subset (images/ + labels.csv)"))
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     try:
-        with Progress(*columns, console=err) as progress:
-            tasks: dict[str, int] = {}
-
-            def report(phase: str, done: int, total: int) -> None:
-                if phase not in tasks:
-                    tasks[phase] = progress.add_task("importing library" if phase == "import" else "searching",
-                                                     total=total)
-                progress.update(tasks[phase], completed=done)
-
+        with _phased_progress("importing library") as report:
             figures = evaluate_multi_item(source, settings=Settings.from_env(), n_images=images, seed=seed, mode=mode,
                                           crop_type=crop_type, top_k=top_k, progress=report, data_dir=data_dir,
                                           library_limit=library_limit)
