@@ -17,6 +17,7 @@ from .service.creator_import import CreatorImporter
 from .service.creator_search import CreatorSearchService
 from .service.dictionaries import Languages, Locations
 from .store.creator_store import CreatorStore
+from .store.creator_types import PLATFORMS
 from .store.index_keys import KEYS_DB_NAME, IndexKeyStore
 from .store.token_store import TokenStore
 
@@ -82,6 +83,18 @@ class Runtime:
                 self.store.warm(library.name)
             except Exception:  # noqa: BLE001 - warming is best effort by design
                 log.warning("could not warm library %s", library.name, exc_info=True)
+        # Creator search: its model and each platform's post snapshot, only where creators exist
+        # (a data dir without creators never creates creators.db here).
+        if not (self.settings.data_dir / "creators.db").exists():
+            return
+        try:
+            platforms = [p for p in PLATFORMS if self.creators.count(p)]
+            if platforms:
+                self.creator_search  # noqa: B018 - loads the model
+            for platform in platforms:
+                self.creators.snapshot(platform)
+        except Exception:  # noqa: BLE001 - warming is best effort by design
+            log.warning("could not warm creator search", exc_info=True)
 
     @cached_property
     def keys(self) -> IndexKeyStore:
