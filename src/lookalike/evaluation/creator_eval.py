@@ -54,6 +54,7 @@ from ..config import Settings
 from ..errors import InvalidParameter
 from ..imaging import decode_image
 from ..runtime import Runtime
+from ..service.creator_filters import parse_filters
 from ..service.creator_import import count_lines
 from ..service.creator_search import CreatorSearchService
 from ..service.dictionaries import Locations
@@ -398,8 +399,8 @@ class _Tally:
 
 def _run_queries(search: CreatorSearchService, judge: _Judge, found: list[EvalQuery], cases: Sequence[FilterCase],
                  progress: Progress | None) -> dict[str, Any]:
-    parsed = {(c.name, p): search.parse_filters(p, c.filters) for c in cases for p in PLATFORMS}
-    plain = {p: search.parse_filters(p, None) for p in PLATFORMS}
+    parsed = {(c.name, p): parse_filters(p, c.filters) for c in cases for p in PLATFORMS}
+    plain = {p: parse_filters(p, None) for p in PLATFORMS}
     tallies: dict[tuple[str | None, str], _Tally] = {(n, p): _Tally() for n in [None, *(c.name for c in cases)]
                                                       for p in PLATFORMS}
     by_set: dict[str, _Tally] = {}  # unfiltered, per labelled set (the label's part before "/")

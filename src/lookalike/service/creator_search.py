@@ -30,7 +30,7 @@ from ..errors import InvalidParameter, ModelMismatch
 from ..models.base import ScoreCalibration
 from ..scoring import to_score
 from ..store.creator_types import CreatorColumns, CreatorRecord, CreatorSnapshot, PostColumns, PostRecord
-from .creator_filters import CreatorQuery, check_page, check_page_size, check_platform, parse_filters
+from .creator_filters import CreatorQuery, check_platform
 
 #: A post matches the query at a calibrated score >= 0.7. For efficientnet-lite0 0.7 is the knot at
 #: cosine 0.48, the 99th percentile of unrelated photo pairs (README, Scores), and the lower edge of
@@ -169,22 +169,6 @@ class CreatorSearchService:
         self._threshold = float(match_threshold)
         self._bonus = float(bonus)
         self._uid_rank: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-
-    # Request validation, here too so the API layer needs only this service (see ``creator_filters``).
-    @staticmethod
-    def parse_filters(platform: str, filters: object) -> CreatorQuery:
-        """``creator_filters.parse_filters``. Raises ``InvalidParameter`` naming ``filters.<name>``."""
-        return parse_filters(platform, filters)
-
-    @staticmethod
-    def check_page_size(page_size: object, platform: str = "tiktok") -> int:
-        """``creator_filters.check_page_size``: TikTok 1..50 (default 10); Instagram 6, fixed."""
-        return check_page_size(platform, page_size)
-
-    @staticmethod
-    def check_page(page: object, page_size: int) -> int:
-        """``creator_filters.check_page``: >= 0 with ``page * page_size`` <= 10000."""
-        return check_page(page, page_size)
 
     def search(self, platform: str, image: Image.Image, query: CreatorQuery, page: int, page_size: int) -> CreatorPage:
         """One page of the creators whose posts look like ``image``.
