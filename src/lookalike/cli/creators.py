@@ -14,9 +14,8 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from ..config import Settings
 from ..errors import LookalikeError
-from .common import DataDir, _fail, console, err
+from .common import DataDir, _fail, _runtime, console, err
 
 creators_app = typer.Typer(help="Creator search: import, refresh and demo creators with their posts.", no_args_is_help=True)
 
@@ -30,23 +29,19 @@ def creators_import(
     """Import or refresh creators; unchanged lines are skipped, bad lines reported and skipped."""
     from rich.markup import escape
 
-    from ..models import load_model
-    from ..service.creator_import import CreatorImporter, count_lines
-    from ..store.creator_store import CreatorStore
+    from ..service.creator_import import count_lines
 
-    settings = Settings.from_env(data_dir)
-    store = CreatorStore(settings.data_dir / "creators.db")
-    importer = CreatorImporter(store, lambda model_id: load_model(model_id, settings.model_cache_dir), settings)
+    rt = _runtime(data_dir)  # opens no model until a line needs one
     columns = (TextColumn("importing creators"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     try:
         with Progress(*columns, console=err) as progress:
             task = progress.add_task("import", total=count_lines(source))
-            outcome = importer.import_jsonl(source, default_platform=platform,
+            outcome = rt.creator_importer.import_jsonl(source, default_platform=platform,
                                             progress=lambda n: progress.advance(task, n))
     except (LookalikeError, OSError) as exc:
         _fail(exc)
     finally:
-        store.close()
+        rt.close()
     for _, message in outcome.failed:
         err.print(f"[yellow]skipped[/yellow] {escape(message)}", highlight=False)
     console.print(f"imported {len(outcome.imported)}, unchanged {len(outcome.unchanged)}, "
