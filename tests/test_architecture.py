@@ -128,3 +128,30 @@ def test_the_package_imports_itself_relatively():
             if absolute:
                 bad.append(f"{_module(path)}:{node.lineno}")
     assert bad == [], "use relative imports inside the package: " + ", ".join(bad)
+
+
+def test_no_module_imports_itself_through_others():
+    graph: dict[str, set[str]] = {}
+    for a, b, _ in _imports():
+        graph.setdefault(a, set()).add(b)
+    modules = set(graph) | {b for bs in graph.values() for b in bs}
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    cycles = []
+
+    def visit(module: str, path: list[str]) -> None:
+        state[module] = 1
+        for target in sorted(graph.get(module, ())):
+            if target not in modules:
+                continue
+            if state.get(target) == 1:
+                cycles.append(" -> ".join(path[path.index(target):] + [target]) if target in path else target)
+            elif target not in state:
+                visit(target, [*path, target])
+        state[module] = 2
+
+    for module in sorted(modules):
+        if module not in state:
+            visit(module, [module])
+    # A package importing its own submodules (``store/__init__`` -> ``store.base``) is not a cycle
+    # unless a submodule imports the package back.
+    assert cycles == [], "import cycles:\n" + "\n".join(cycles)
