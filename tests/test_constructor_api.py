@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 from typer.testing import CliRunner
 
-from conftest import b64, encode, photo
+from conftest import admin_headers, b64, encode, photo
 from lookalike.api import create_app
 from lookalike.cli import app as cli_app
 from lookalike.config import Settings
@@ -55,7 +55,7 @@ def api(tmp_path_factory, models):
     """(client, key) over a data dir with libraries ``shop`` (12 photos) and ``other`` (4),
     and a key whose section ``Products`` searches shop and ``Other`` searches other."""
     runtime = Runtime.open(Settings(data_dir=tmp_path_factory.mktemp("constructor") / "data"), models=models)
-    with TestClient(create_app(runtime), raise_server_exceptions=False) as client:
+    with TestClient(create_app(runtime), raise_server_exceptions=False, headers=admin_headers(runtime)) as client:
         _import(client, "shop", SHOP, lambda n: SHOP[n])
         _import(client, "other", OTHER, lambda n: {"color": "grey"})
         key = runtime.keys.create({"Products": "shop", "Other": "other"})

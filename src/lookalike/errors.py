@@ -195,3 +195,29 @@ class UnsupportedMediaType(InvalidParameter):
 
     http_status = 415
     status = "UNSUPPORTED_MEDIA_TYPE"
+
+
+class InvalidJSON(InvalidParameter):
+    """A request body that is not parseable JSON (HTTP 400); the message gives line and column."""
+
+    status = "INVALID_JSON"
+
+
+class Busy(LookalikeError):
+    """The server's decode budget is taken by other requests (HTTP 503); try again after
+    ``retry_after`` whole seconds (the ``Retry-After`` header)."""
+
+    http_status = 503
+    status = "BUSY"
+    code = "server_busy"
+
+    def __init__(self, message: str, *, retry_after: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class AdminRequired(Unauthorized):
+    """A write or management route called without a valid admin token (HTTP 401)."""
+
+    status = "UNAUTHORIZED"
+    code = "admin_token_invalid"

@@ -13,6 +13,7 @@ from .. import __version__
 from ..runtime import Runtime
 from . import envelope, errors
 from .constructor import create_constructor_app
+from .cors import ScopedCORS
 from .creator_routes import router as creator_router
 from .limits import BodySizeLimit
 from .modash import create_modash_app
@@ -44,6 +45,9 @@ def create_app(runtime: Runtime, *, warm: bool = False) -> FastAPI:
     app.state.runtime = runtime
     errors.install(app, envelope.render)
     app.add_middleware(BodySizeLimit, max_bytes=runtime.settings.max_request_bytes)
+    settings = runtime.settings
+    if settings.cors_faces and settings.cors_origins:
+        app.add_middleware(ScopedCORS, faces=settings.cors_faces, origins=settings.cors_origins)
     app.include_router(router)
     app.include_router(creator_router)
     # Constructor-compatible image search, with its own error style (api/constructor.py).
