@@ -690,8 +690,10 @@ def test_null_filters_and_page_mean_defaults(world):
 def test_not_json_and_unknown_route_answer_in_modash_style(world):
     _, secret = world.token()
     r = world.client.post(IG_SEARCH, content=b"{not json", headers={**auth(secret), "Content-Type": "application/json"})
-    assert r.status_code == 400 and r.json() == {"error": True, "code": "invalid_parameter",
-                                                 "message": "body: is not valid JSON"}
+    assert r.status_code == 400 and r.json() == {
+        "error": True, "code": "invalid_json",
+        "message": "body: is not valid JSON: Expecting property name enclosed in double quotes at line 1, column 2"
+                   " (character 1)"}
     r = world.client.get("/v1/ai/no-such-thing", headers=auth(secret))
     assert r.status_code == 404 and r.json()["error"] is True
 

@@ -89,7 +89,7 @@ def _json_problem(error: InvalidJSON, validation: Sequence[dict[str, Any]] = ())
 def problem(exc: Exception) -> Problem:
     """The ``Problem`` of any exception a request raised."""
     if isinstance(exc, LookalikeError):
-        if exc.http_status >= 500:
+        if exc.http_status >= 500 and not isinstance(exc, Busy):  # Busy is a state, not a bug: say it
             log.error("internal error", exc_info=exc)
             return Problem(exc.http_status, exc.status, INTERNAL_MESSAGE, "internal_error")
         headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, RateLimited | Busy) else None
