@@ -11,7 +11,7 @@ from fastapi.responses import HTMLResponse
 
 from .. import __version__
 from ..runtime import Runtime
-from . import envelope, errors
+from . import envelope, errors, openapi_docs
 from .constructor import create_constructor_app
 from .cors import ScopedCORS
 from .creator_routes import router as creator_router
@@ -51,9 +51,15 @@ def create_app(runtime: Runtime, *, warm: bool = False) -> FastAPI:
     app.include_router(router)
     app.include_router(creator_router)
     # Constructor-compatible image search, with its own error style (api/constructor.py).
-    app.mount("/v2", create_constructor_app(runtime))
+    constructor = create_constructor_app(runtime)
+    app.mount("/v2", constructor)
     # Modash-compatible creator search, with its own error style (api/modash.py).
-    app.mount("/v1", create_modash_app(runtime))
+    modash = create_modash_app(runtime)
+    app.mount("/v1", modash)
+    # Each document declares its face's real statuses, error bodies and credentials.
+    for face_app, face in ((app, openapi_docs.OPERATOR), (constructor, openapi_docs.CONSTRUCTOR),
+                           (modash, openapi_docs.MODASH)):
+        openapi_docs.install(face_app, face)
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict:
