@@ -9,7 +9,7 @@ from functools import cached_property
 from pathlib import Path
 
 from .config import Settings
-from .imaging import DECODE_BUDGET
+from .imaging import DECODE_BUDGET, return_freed_decodes_to_os
 from .service.admin_access import AdminAccess
 from .service.creators.access import AccessService
 from .service.creators.admin import CreatorAdmin
@@ -77,6 +77,7 @@ class Runtime:
 
         private_dir(settings.data_dir)
         DECODE_BUDGET.configure(settings.decode_budget_pixels)
+        return_freed_decodes_to_os()
         store = EmbeddedStore(settings.db_path, settings.index_dir)
         libraries = LibraryService(store, models, settings.default_model)
         return cls(
