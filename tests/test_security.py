@@ -408,3 +408,13 @@ def test_an_existing_world_readable_data_dir_is_tightened(tmp_path, models):
     runtime.close()
     assert stat.S_IMODE(data.stat().st_mode) == 0o700
     assert stat.S_IMODE((data / "lookalike.db").stat().st_mode) == 0o600
+
+
+def test_an_oversized_body_is_413_in_each_faces_own_style(settings, models):
+    runtime = Runtime.open(replace(settings, max_request_bytes=10_000), models=models)
+    big = b"x" * 20_000
+    with TestClient(create_app(runtime), raise_server_exceptions=False) as c:
+        for path, keys in ((f"{API}/search/by-text", {"status", "message", "data"}),
+                           ("/v1/ai/image-search", {"error", "code", "message"}), ("/v2/image_search", {"message"})):
+            r = c.post(path, content=big, headers={"content-type": "application/json"})
+            assert r.status_code == 413 and set(r.json()) == keys, (path, r.text)
