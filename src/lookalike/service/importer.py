@@ -154,8 +154,9 @@ class Importer:
             raise InvalidParameter(f"{item.where}.image_uri: must be a string")
         item.tags = check_tags(item.tags, f"{item.where}.tags")
         data = read_image_bytes(item, self._settings.max_import_bytes, roots)
-        source = "image_base64" if item.image_base64 is not None else "path" if item.path else "image_uri"
-        image = decode_image(data, field=f"{item.where}.{source}", max_pixels=self._settings.max_image_pixels)
+        # name the field the bytes came from (images[3].image_uri); a CLI path keeps its own name
+        source = ".image_base64" if item.image_base64 is not None else "" if item.path else ".image_uri"
+        image = decode_image(data, field=f"{item.where}{source}", max_pixels=self._settings.max_image_pixels)
         if region is not None:  # detection runs here, in the worker threads, beside decoding
             image = region(image)
         return _Prepared(item=item, image_id=image_id, data=data, pixels=model.preprocess(image))
