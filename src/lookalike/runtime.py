@@ -11,6 +11,7 @@ from .service.detection import DetectorProvider, default_detector
 from .service.importer import Importer
 from .service.libraries import LibraryService, ModelProvider
 from .service.search import SearchService
+from .service.thumbnails import ThumbnailService
 from .store import EmbeddedStore, Store
 from .service.access import AccessService
 from .service.creator_import import CreatorImporter
@@ -123,6 +124,11 @@ class Runtime:
     @cached_property
     def languages(self) -> Languages:
         return Languages.load()
+
+    @cached_property
+    def thumbnails(self) -> ThumbnailService:
+        """Thumbnails of stored images for the web page, cached in memory."""
+        return ThumbnailService(self.store, self.settings.max_image_pixels)
 
     @cached_property
     def creator_importer(self) -> CreatorImporter:
