@@ -76,6 +76,7 @@ from ..runtime import Runtime
 from ..service.search import ImageQueryResult, SearchResult, SegmentMatch
 from ..store.index_keys import KeyNotFound, SectionNotFound
 from .constructor_params import RESULTS_CAP, ImageSearchParams, apply_fields, group_results, parse_query
+from .docs import docs_app
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +111,7 @@ class UnsupportedMediaType(InvalidParameter):
 def create_constructor_app(runtime: Runtime) -> FastAPI:
     """The sub-application to mount at ``/v2`` (its OpenAPI docs at ``/v2/docs``), with its
     own error handlers so the operator API's envelope never shows here."""
-    app = FastAPI(title="Lookalike: Constructor-compatible image search", version=__version__)
+    app = docs_app(title="Lookalike: Constructor-compatible image search", version=__version__)
     app.state.runtime = runtime
     _install_error_handlers(app)
 

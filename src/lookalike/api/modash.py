@@ -30,6 +30,7 @@ from ..service.access import cost_milli, format_credits, min_cost_milli
 from ..service.creator_filters import check_page, check_page_size, parse_filters
 from ..service.dictionaries import search_names
 from ..store.creator_types import PostRecord
+from .docs import docs_app
 from .envelope import _field
 
 log = logging.getLogger(__name__)
@@ -134,7 +135,7 @@ def _profile(match, platform: str) -> dict[str, Any]:
 
 def create_modash_app(runtime: Runtime) -> FastAPI:
     """The Modash-compatible sub-application over ``runtime`` (mount it at ``/v1``)."""
-    app = FastAPI(title="Lookalike creator search (Modash-compatible)", docs_url="/docs", openapi_url="/openapi.json")
+    app = docs_app(title="Lookalike creator search (Modash-compatible)", docs_url="/docs", openapi_url="/openapi.json")
     _install_error_handlers(app)
     settings = runtime.settings
 
