@@ -39,6 +39,13 @@ def test_swagger_ui_never_calls_the_online_validator(client):
     assert '"validatorUrl": null' in client.get("/docs").text
 
 
+@pytest.mark.parametrize("page", ["/redoc", "/v1/redoc", "/v2/redoc"])
+def test_redoc_may_load_nothing_from_elsewhere(client, page):
+    # its sidebar logo points at cdn.redoc.ly; the policy keeps every request on this server
+    policy = client.get(page).headers["content-security-policy"]
+    assert "default-src 'self'" in policy and "img-src 'self' data:" in policy
+
+
 def test_operator_docs_link_to_the_other_faces(client):
     description = client.get("/openapi.json").json()["info"]["description"]
     assert "](/v1/docs)" in description and "](/v2/docs)" in description
