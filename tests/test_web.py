@@ -25,7 +25,6 @@ import pytest
 from PIL import Image, ImageOps
 
 from conftest import b64, encode, photo
-
 from lookalike.api import create_app
 from lookalike.config import Settings
 from lookalike.demo import demo_photos
@@ -236,7 +235,8 @@ def test_text_search_shows_a_thumbnail_grid_with_scores_and_tags(page, world):
     assert [c["score"] for c in cards] == sorted((c["score"] for c in cards), reverse=True)
     assert "kind: animal" in cards[0]["tags"]
     # thumbnails, not originals: every image comes from the thumbnail route and has loaded
-    page.wait_for_function("[...document.querySelectorAll('#results img')].slice(0, 6).every(i => i.complete && i.naturalWidth > 0)")
+    page.wait_for_function(
+        "[...document.querySelectorAll('#results img')].slice(0, 6).every(i => i.complete && i.naturalWidth > 0)")
     src = page.get_attribute("#results .card img", "src")
     assert "/thumbnail?size=320" in src and "skimage%2Fchelsea.png" in src
     assert page.evaluate("document.querySelector('#results img').naturalWidth") <= 320
