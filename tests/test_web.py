@@ -31,7 +31,7 @@ from lookalike.demo import demo_photos
 from lookalike.errors import ModelUnavailable
 from lookalike.models.detector import u2netp_path
 from lookalike.runtime import Runtime
-from lookalike.service.access import AccessService
+from lookalike.service.creators.access import AccessService
 
 API = "/api/v1/operators/image-search"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
