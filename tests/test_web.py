@@ -100,8 +100,12 @@ def _augmented_cats() -> list[bytes]:
     )]
 
 
-def _creator(uid: str, followers: int, images: list[bytes], now: float) -> dict:
+PARIS, BERLIN = 2988507, 2950159  # GeoNames ids of the shipped locations dictionary
+
+
+def _creator(uid: str, followers: int, images: list[bytes], now: float, locations: tuple[int, ...] = ()) -> dict:
     return {
+        "locations": list(locations),
         "userId": uid, "username": uid, "fullName": f"Creator {uid}", "followersCount": followers,
         "engagementRate": 0.031, "accountCategory": "Pets", "gender": "FEMALE" if followers % 2 else "MALE",
         "posts": [{"id": f"{uid}-{i}", "url": f"https://example.invalid/p/{uid}-{i}", "created_at": now - 86400 * (i + 1),
@@ -128,7 +132,7 @@ def world(tmp_path_factory, models) -> Iterator[dict]:
                       "tags": {"kind": kind, "source": tags["source"], "width": width}})
     now = time.time()
     cats, others = _augmented_cats(), [encode(photo(n)) for n in ("astronaut", "coffee", "rocket")]
-    instagram = [_creator(f"cat_lover_{i}", f, cats[i:i + 2] + others[:1], now)
+    instagram = [_creator(f"cat_lover_{i}", f, cats[i:i + 2] + others[:1], now, (PARIS,) if i < 2 else (BERLIN,))
                  for i, f in enumerate((5_000, 20_000, 80_000, 150_000, 600_000))]
     instagram += [_creator(f"space_fan_{i}", 90_000 + i, others, now) for i in range(3)]
     tiktok = [_creator(f"tt_cat_{i}", 10_000 * (i + 1), cats[i:i + 1], now) for i in range(5)]
@@ -420,6 +424,19 @@ def test_creators_search_with_filter_and_paging(page, world):
     page.wait_for_function("document.querySelector('#c-error').textContent.startsWith('400: filters.gender')")
     page.fill("#f-extra", "")
     page.fill("#f-followers-min", "")
+    # locations: found by name through /v1/instagram/locations, sent as ids; a city matches its country
+    page.fill("#f-location", "France")
+    page.wait_for_selector("#location-options option", state="attached")
+    country = page.get_attribute("#location-options option", "value")
+    assert country == "France", country
+    page.fill("#f-location", country)  # what picking the suggestion does
+    page.wait_for_selector("#f-locations .chip")
+    assert page.get_attribute("#f-locations .chip", "data-id") == "3017382"
+    page.click("#c-go")
+    page.wait_for_function("document.querySelector('#c-title').textContent.startsWith('2 ')")
+    users = page.eval_on_selector_all("#creators .creator", "cs => cs.map(c => c.dataset.user)")
+    assert sorted(users) == ["cat_lover_0", "cat_lover_1"]  # in Paris; the others are in Berlin
+    page.click("#f-locations .chip button")
     # TikTok, 2 creators a page: three pages, each creator once
     page.select_option("#platform", "tiktok")
     page.fill("#page-size", "2")

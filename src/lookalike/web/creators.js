@@ -3,7 +3,7 @@
 import { ApiError, ServerDown, busy, dropZone, el, prepareImage, request, toBase64 } from "./common.js";
 
 const $ = (id) => document.getElementById(id);
-const state = { image: null, page: 0, total: 0, pageSize: 6 };
+const state = { image: null, page: 0, total: 0, pageSize: 6, locations: new Map(), suggested: new Map() };
 const ENDPOINTS = { instagram: "/v1/ai/image-search", tiktok: "/v1/ai/tiktok/image-search" };
 
 $("token").value = localStorage.getItem("lookalike.token") || "";
@@ -43,6 +43,7 @@ function filters() {
   if ($("f-account").value) out.accountType = $("f-account").value;
   if ($("f-language").value.trim()) out.language = $("f-language").value.trim();
   if ($("f-email").checked) out.hasEmail = true;
+  if (state.locations.size) out.locations = [...state.locations.keys()];
   const extra = $("f-extra").value.trim();
   if (extra) {
     let more;
@@ -51,6 +52,36 @@ function filters() {
     Object.assign(out, more);
   }
   return out;
+}
+
+// -- locations: Modash filters take dictionary ids; the dictionary endpoint finds them by name ----
+
+let lookup = 0;
+$("f-location").addEventListener("input", async () => {
+  const text = $("f-location").value.trim();
+  const picked = state.suggested.get(text);
+  if (picked !== undefined) {  // a suggestion was chosen
+    state.locations.set(picked, text);
+    $("f-location").value = "";
+    showLocations();
+    return;
+  }
+  const token = $("token").value.trim();
+  if (text.length < 2 || !token) return;
+  const mine = ++lookup;
+  try {
+    const { data } = await request(`/v1/${$("platform").value}/locations?query=${encodeURIComponent(text)}&limit=8`,
+      { headers: { authorization: `Bearer ${token}` } });
+    if (mine !== lookup) return;  // a later keystroke's answer wins
+    state.suggested = new Map(data.locations.map((l) => [l.title, l.id]));
+    $("location-options").replaceChildren(...data.locations.map((l) => el("option", { value: l.title })));
+  } catch { /* suggestions are optional: a wrong token shows on search */ }
+});
+
+function showLocations() {
+  $("f-locations").replaceChildren(...[...state.locations].map(([id, title]) => el("span", { class: "chip", "data-id": id },
+    title, el("button", { type: "button", "aria-label": `remove ${title}`,
+      onclick: () => { state.locations.delete(id); showLocations(); } }, "×"))));
 }
 
 function fail(message) {
