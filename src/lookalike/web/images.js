@@ -363,6 +363,7 @@ async function search(event) {
   try {
     if (path === "by-image") body.image_base64 = await toBase64(image.blob);
     const { data } = await request(`${API}/search/${path}`, { method: "POST", body });
+    if ($("notice").classList.contains("down")) clearNotice();  // the server is back
     const ms = Math.round(performance.now() - started);
     $("status").textContent = `${ms} ms`;
     state.merged = data.data.results;
