@@ -462,6 +462,12 @@ def test_empty_data_dir_says_create_a_library_then_server_down(page, tmp_path, m
         text = page.text_content("#notice")
         assert "create a library first" in text and "lookalike library create photos" in text
         assert page.is_disabled("#go")
+        # a library, still empty: the page says how to fill it
+        with httpx.Client(base_url=server.url) as client:
+            assert client.post(f"{API}/libraries", json={"library_name": "fresh"}).status_code == 201
+        page.click("#notice button")
+        page.wait_for_function("document.querySelector('#notice').textContent.includes('has no images yet')")
+        assert "lookalike import fresh" in page.text_content("#notice") and page.is_enabled("#go")
     finally:
         server.stop()
         runtime.close()

@@ -98,6 +98,11 @@ async function libraryChanged() {
   localStorage.setItem("lookalike.library", lib.library_name);
   $("library-info").textContent = `${lib.mode} · ${lib.image_count} images · ${lib.model}`;
   $("library-info").dataset.mode = lib.mode;
+  if (lib.image_count === 0) {
+    notice("empty", el("b", {}, `Library "${lib.library_name}" has no images yet.`), " Import a folder, CSV or JSONL:",
+      el("pre", {}, `lookalike import ${lib.library_name} ~/Pictures`), "then ",
+      el("button", { type: "button", onclick: loadLibraries }, "reload"), ".");
+  } else if ($("notice").classList.contains("empty")) clearNotice();
   applyMode();
   if (state.similar) clearImage();
   state.tagSamples = [];
