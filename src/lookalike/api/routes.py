@@ -153,24 +153,8 @@ def list_images(
     return ok([_image(r) for r in _rt(request).libraries.list_images(library_name, offset, limit)])
 
 
-@router.get("/libraries/{library_name}/images/{image_id}", response_model=Envelope[ImageOut], tags=["images"])
-def get_image(library_name: str, image_id: str, request: Request) -> dict:
-    return ok(_image(_rt(request).libraries.get_image(library_name, image_id)))
-
-
-@router.patch("/libraries/{library_name}/images/{image_id}", response_model=Envelope[ImageOut], tags=["images"])
-def update_tags(library_name: str, image_id: str, body: UpdateTagsRequest, request: Request) -> dict:
-    """Replace the image's tags."""
-    return ok(_image(_rt(request).libraries.update_tags(library_name, image_id, body.tags)))
-
-
-@router.delete("/libraries/{library_name}/images/{image_id}", response_model=Envelope[None], tags=["images"])
-def delete_image(library_name: str, image_id: str, request: Request) -> dict:
-    _rt(request).libraries.delete_image(library_name, image_id)
-    return ok(None)
-
-
-# {image_id:path}: ids made from folder imports hold "/" (``sub/photo.jpg``).
+# {image_id:path}: ids made from folder imports hold "/" (``sub/photo.jpg``). Registered before the
+# single-image routes, so that one of them taking {image_id:path} too would not shadow it.
 @router.get(
     "/libraries/{library_name}/images/{image_id:path}/thumbnail",
     response_class=Response,
@@ -191,3 +175,21 @@ def thumbnail(
     if thumb.etag in {t.strip() for t in request.headers.get("if-none-match", "").split(",")}:
         return Response(status_code=304, headers=headers)
     return Response(thumb.data, media_type=thumb.media_type, headers=headers)
+
+
+@router.get("/libraries/{library_name}/images/{image_id}", response_model=Envelope[ImageOut], tags=["images"])
+def get_image(library_name: str, image_id: str, request: Request) -> dict:
+    return ok(_image(_rt(request).libraries.get_image(library_name, image_id)))
+
+
+@router.patch("/libraries/{library_name}/images/{image_id}", response_model=Envelope[ImageOut], tags=["images"])
+def update_tags(library_name: str, image_id: str, body: UpdateTagsRequest, request: Request) -> dict:
+    """Replace the image's tags."""
+    return ok(_image(_rt(request).libraries.update_tags(library_name, image_id, body.tags)))
+
+
+@router.delete("/libraries/{library_name}/images/{image_id}", response_model=Envelope[None], tags=["images"])
+def delete_image(library_name: str, image_id: str, request: Request) -> dict:
+    _rt(request).libraries.delete_image(library_name, image_id)
+    return ok(None)
+
