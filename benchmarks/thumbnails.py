@@ -6,7 +6,7 @@ On a library of ``--n`` phone-sized photos (real photos from installed packages,
 2. the thumbnail route (``size=320``, JPEG): bytes per thumbnail, and latency through the ASGI
    app, cold (decode + resize + encode), cached (LRU hit) and revalidated (``If-None-Match``, 304).
 
-Run: ``python benchmarks/thumbnails.py [--n 8]`` (the ONNX cache: ``$LOOKALIKE_MODEL_CACHE``).
+Run: ``python benchmarks/thumbnails.py [--n 8]`` (ONNX exports: ``$LOOKALIKE_MODEL_CACHE``, else the data dir's).
 """
 
 from __future__ import annotations
@@ -69,7 +69,8 @@ def main() -> None:
     print(f"library: {len(originals)} photos {PHONE[0]}x{PHONE[1]}, "
           f"mean {statistics.mean(map(len, originals)) / 1e6:.2f} MB each")
     with tempfile.TemporaryDirectory() as tmp:
-        runtime = Runtime.open(Settings.from_env(data_dir=tmp))
+        # the ONNX exports of the usual data dir (or $LOOKALIKE_MODEL_CACHE), not a fresh export per run
+        runtime = Runtime.open(Settings(data_dir=Path(tmp), models_dir=Settings.from_env().model_cache_dir))
         with TestClient(create_app(runtime)) as client:
             client.post(f"{API}/libraries", json={"library_name": "phone"})
             images = [{"image_id": f"p{i}.jpg", "image_base64": base64.b64encode(b).decode()} for i, b in enumerate(originals)]
