@@ -227,8 +227,8 @@ def decode_image(
         raise InvalidImage(f"{field}: not a decodable image (accepted: JPEG, PNG, WebP, GIF)") from None
     except Image.DecompressionBombError as exc:  # above 2x Pillow's own limit: too many pixels, not corrupt
         found = _BOMB_SIZE.search(str(exc))
-        size = f" ({found.group(1)} pixels)" if found else ""
-        raise InvalidImage(f"{field}: image has too many pixels{size}; the limit is {max_pixels}") from None
+        size = f"image is {found.group(1)} pixels" if found else "image has more pixels than Pillow opens"
+        raise InvalidImage(f"{field}: too many pixels: {size}, above the limit of {max_pixels}") from None
     except Exception as exc:  # Pillow raises many types on corrupt headers
         raise InvalidImage(f"{field}: corrupt image header ({type(exc).__name__})") from None
     if image.format not in ACCEPTED_FORMATS:
@@ -238,7 +238,7 @@ def decode_image(
         raise InvalidImage(f"{field}: image has no pixels")
     if width * height > max_pixels:
         raise InvalidImage(
-            f"{field}: image has too many pixels: {width}x{height} = {width * height}, above the limit of {max_pixels}"
+            f"{field}: too many pixels: image is {width}x{height} = {width * height} pixels, above the limit of {max_pixels}"
         )
     factor = max(1, min(width, height) // max(1, min_side))
     if image.format == "JPEG" and factor >= 2:
