@@ -60,7 +60,7 @@ def eval_images(
     for key, value in figures.items():
         if isinstance(value, dict):  # score bands, languages: one row per band / language
             for band, cell in value.items():
-                table.add_row(f"{key} {band}", ", ".join(f"{k} {v}" for k, v in cell.items()))
+                table.add_row(f"{key} {band}", ", ".join(f"{k} {v}" for k, v in cell.items() if not isinstance(v, dict)))
         else:
             table.add_row(key, "-" if value is None else str(value))
     console.print(table)

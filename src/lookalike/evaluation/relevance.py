@@ -94,8 +94,9 @@ def evaluate_dataset(
     Returns:
         ``image_map100``, ``image_p10``, ``image_r10``, ``text_map100``, ``text_p10`` (None
         where not measurable), ``embed_images_per_s``, ``query_p50_ms``, ``query_p95_ms``,
-        ``n_images``, ``n_queries``, ``score_bands`` (see ``score_bands``), and with
-        ``languages`` ``text_by_language``: ``{lang: {"text_map100", "text_p10"}}``.
+        ``n_images``, ``n_queries``, ``score_bands`` and ``text_score_bands`` (see
+        ``score_bands``; the text one over the top 10 of every text query), and with
+        ``languages`` ``text_by_language``: ``{lang: {"text_map100", "text_p10", "text_score_bands"}}``.
 
     Raises:
         ValueError: ``languages`` given but the translations do not cover the set's labels or
@@ -123,7 +124,7 @@ def evaluate_dataset(
             out |= _image_metrics(rt, db, queries, ids, has_splits)
             labels = {r.label for r in db if r.label}
             text_ok = text and labels_are_words(labels) and mode == "general_search"
-            out |= _text_metrics(rt, db, _english(labels)) if text_ok else {"text_map100": None, "text_p10": None}
+            out |= _text_metrics(rt, db, _english(labels)) if text_ok else {"text_map100": None, "text_p10": None, "text_score_bands": None}
             if translated and text_ok:
                 out["text_by_language"] = {lang: _text_metrics(rt, db, q) for lang, q in translated.items()}
             out["embed_images_per_s"] = round(embed_rate, 2)
@@ -204,15 +205,19 @@ def _translated(labels: set[str], languages: Sequence[str], path: Path | None) -
     return {lang: {lab: found[lang][lab] for lab in labels} for lang in languages}
 
 
-def _text_metrics(rt: Runtime, db: list[LabelledImage], queries: dict[str, str]) -> dict[str, float | None]:
+def _text_metrics(rt: Runtime, db: list[LabelledImage], queries: dict[str, str]) -> dict[str, object]:
+    """mAP@100, P@10 and the score bands of the top 10 of each label's text query."""
     counts = Counter(r.label for r in db if r.label)
-    aps, p10s = [], []
+    aps, p10s, scores, relevant = [], [], [], []
     for label in sorted(queries):
         results = rt.search.by_text(LIBRARY, queries[label], top_k=100)
         ranked = [r.tags.get("label") == label for r in results]
         aps.append(average_precision_at(ranked, counts[label], 100))
         p10s.append(precision_at(ranked, 10))
-    return {"text_map100": _mean(aps), "text_p10": _mean(p10s)}
+        scores += [r.score for r in results[:10]]
+        relevant += ranked[:10]
+    bands = score_bands(np.array(scores, dtype=np.float32), np.array(relevant, dtype=bool))
+    return {"text_map100": _mean(aps), "text_p10": _mean(p10s), "text_score_bands": bands}
 
 
 def _latency(rt: Runtime, sample: list[LabelledImage]) -> dict[str, float]:

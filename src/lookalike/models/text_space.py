@@ -12,7 +12,7 @@ both kinds of query land on the same cosine scale and share one score calibratio
 Why both: measured on corel1k (text P@10, "a photo of <label>" in 6 languages;
 ``lookalike eval images --languages``), MiniLM alone gives English 0.93 but French 0.47,
 Chinese 0.44, Russian 0.11; e5 alone English 0.90 and 0.72-0.92 elsewhere; both encoders
-for every query English 0.94 but 0.28-0.67 elsewhere, because MiniLM maps words it does not
+for every query English 0.94 but 0.25-0.57 elsewhere, because MiniLM maps words it does not
 know to noise. Routed: English 0.94, French 0.84, Spanish 0.80, German 0.84, Chinese 0.70,
 Russian 0.71 (an empty MiniLM block instead of the text-side ConSE: 0.80 / 0.80 / 0.92 /
 0.72 / 0.77, but its cosines are 1/sqrt(2) smaller, so scores would not read alike).
