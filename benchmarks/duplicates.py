@@ -18,10 +18,9 @@ Usage:
 from __future__ import annotations
 
 import argparse
+import io
 import sys
 from pathlib import Path
-
-import io
 
 import numpy as np
 from PIL import Image

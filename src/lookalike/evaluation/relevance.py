@@ -15,11 +15,10 @@ Protocol:
 
 from __future__ import annotations
 
-import base64
+import csv
 import tempfile
 import time
 from collections import Counter
-import csv
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -124,7 +123,8 @@ def evaluate_dataset(
             out |= _image_metrics(rt, db, queries, ids, has_splits)
             labels = {r.label for r in db if r.label}
             text_ok = text and labels_are_words(labels) and mode == "general_search"
-            out |= _text_metrics(rt, db, _english(labels)) if text_ok else {"text_map100": None, "text_p10": None, "text_score_bands": None}
+            no_text = {"text_map100": None, "text_p10": None, "text_score_bands": None}
+            out |= _text_metrics(rt, db, _english(labels)) if text_ok else no_text
             if translated and text_ok:
                 out["text_by_language"] = {lang: _text_metrics(rt, db, q) for lang, q in translated.items()}
             out["embed_images_per_s"] = round(embed_rate, 2)
@@ -224,9 +224,9 @@ def _latency(rt: Runtime, sample: list[LabelledImage]) -> dict[str, float]:
     step = max(1, len(sample) // LATENCY_QUERIES)
     times = []
     for row in sample[::step][:LATENCY_QUERIES]:
-        b64 = base64.b64encode(row.path.read_bytes()).decode()
+        data = row.path.read_bytes()
         start = time.perf_counter()
-        rt.search.by_image(LIBRARY, b64, top_k=10)
+        rt.search.by_image(LIBRARY, data, top_k=10)
         times.append((time.perf_counter() - start) * 1000)
     return {"query_p50_ms": round(float(np.percentile(times, 50)), 2),
             "query_p95_ms": round(float(np.percentile(times, 95)), 2)}

@@ -150,7 +150,7 @@ class EfficientNetConSE:
     multilingual e5 as ``load_model`` builds it; 384-d MiniLM alone by default here).
 
     Args:
-        model_id: ``efficientnet-lite0`` (default), ``-lite1`` or ``-lite2``.
+        model_id: ``efficientnet-lite0``, ``-lite1`` or ``-lite2``.
         cache_dir: the ONNX cache root (``Settings.model_cache_dir``); this model uses
             ``<cache_dir>/<model_id>/``.
         text_encoder: the shared ``TextSpace`` of class descriptions and queries; MiniLM
@@ -164,8 +164,8 @@ class EfficientNetConSE:
 
     def __init__(
         self,
-        model_id: str = DEFAULT_MODEL_ID,
-        cache_dir: Path | None = None,
+        model_id: str,
+        cache_dir: Path,
         text_encoder: TextSpace | None = None,
         batch_size: int = DEFAULT_BATCH_SIZE,
     ) -> None:
@@ -173,10 +173,6 @@ class EfficientNetConSE:
             raise ModelUnavailable(
                 f"unknown EfficientNet model '{model_id}'; known: {', '.join(VARIANTS)}"
             )
-        if cache_dir is None:
-            from lookalike.config import Settings
-
-            cache_dir = Settings.from_env().model_cache_dir
         self._variant = VARIANTS[model_id]
         self.batch_size = max(1, int(batch_size))
         self.cache_dir = model_dir(cache_dir, model_id)
