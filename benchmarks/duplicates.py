@@ -9,6 +9,8 @@ then, per threshold, it counts:
     distinct merged     share of sampled photos whose most similar *other* photo of the set
                         reaches the threshold (a collapse would hide a distinct photo).
 Embeddings are the library's ``visual`` vectors (efficientnet-lite0 unless ``--model``).
+A last column applies the shipped rule (``lookalike.service.duplicates``): cosine at least
+``DUPLICATE_COSINE`` *and* difference hashes at most ``MAX_HASH_BITS`` bits apart.
 
 Usage:
     python benchmarks/duplicates.py ../shared/datasets [--sets corel1k,oxford17,sop_subset,fashion]
@@ -51,9 +53,11 @@ def main() -> None:
 
     from lookalike.config import Settings
     from lookalike.models import load_model
+    from lookalike.service.duplicates import DUPLICATE_COSINE, MAX_HASH_BITS, dhash
 
     model = load_model(args.model, Settings.from_env().model_cache_dir)
-    print("set      copy         n  " + "  ".join(f"t={t:.2f} apart/merged" for t in THRESHOLDS))
+    print("set      copy         n  " + "  ".join(f"t={t:.2f} apart/merged" for t in THRESHOLDS)
+          + f"  shipped: cos>={DUPLICATE_COSINE} & dhash<={MAX_HASH_BITS}")
     for name in args.sets.split(","):
         paths = sorted((args.datasets / name / "images").glob("*.jpg"))
         rng = np.random.default_rng(args.seed)
@@ -63,10 +67,18 @@ def main() -> None:
         sims = vis[pick] @ vis.T
         sims[np.arange(len(pick)), pick] = -1.0  # not itself
         nearest = sims.max(axis=1)
+        neighbour = sims.argmax(axis=1)
+        hashes = {i: dhash(images[i]) for i in pick}
+        near_bits = np.array([np.sum(hashes[i] != dhash(images[j])) for i, j in zip(pick, neighbour)])
+        merged = np.mean((nearest >= DUPLICATE_COSINE) & (near_bits <= MAX_HASH_BITS))
         for kind, make in (("re-encode", reencode), ("edit", augment)):
-            copies = model.embed_images([make(images[i], rng) for i in pick]).visual
+            made = [make(images[i], rng) for i in pick]
+            copies = model.embed_images(made).visual
             dup = np.einsum("nd,nd->n", vis[pick], copies)
+            bits = np.array([np.sum(hashes[i] != dhash(m)) for i, m in zip(pick, made)])
+            apart = np.mean((dup < DUPLICATE_COSINE) | (bits > MAX_HASH_BITS))
             cells = "  ".join(f"      {np.mean(dup < t):5.1%} / {np.mean(nearest >= t):5.1%}" for t in THRESHOLDS)
+            cells += f"        {apart:5.1%} / {merged:5.1%}"
             print(f"{name[:8]:8s} {kind:9s} {len(pick):4d}  {cells}", flush=True)
             print(f"{'':23s}copy cos p1 {np.percentile(dup, 1):.3f} p5 {np.percentile(dup, 5):.3f} "
                   f"median {np.median(dup):.3f}; nearest distinct p50 {np.median(nearest):.3f} "

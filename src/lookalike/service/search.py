@@ -29,7 +29,7 @@ from ..models.detector import Detection
 from ..scoring import to_score
 from ..store import Hit, Store
 from .detection import DetectorProvider, default_detector, item_crop
-from .duplicates import collapse
+from .duplicates import DUPLICATE_COSINE, MAX_HASH_BITS, collapse, dhash
 from .libraries import LibraryRecord, LibraryService
 from .validation import check_library_name, check_top_k
 
@@ -367,10 +367,30 @@ class SearchService:
         ids = [r.image_id for r in results]
         stored = self._store.vectors(library, "visual", ids)
         present = [r for r in results if r.image_id in stored]
-        groups = collapse(np.stack([stored[r.image_id] for r in present]) if present else np.zeros((0, 1), np.float32))
+        if not present:
+            return []
+        vectors = np.stack([stored[r.image_id] for r in present])
+        # Only images in a pair close enough to be copies are read and hashed (one read).
+        close = np.argwhere(np.triu(vectors @ vectors.T >= DUPLICATE_COSINE, k=1))
+        wanted = sorted({present[int(k)].image_id for k in close.ravel()})
+        blobs = self._store.image_bytes(library, wanted) if wanted else {}
+        hashes = {image_id: self._hash(data) for image_id, data in blobs.items()}
+
+        def same_pixels(i: int, j: int) -> bool:
+            a, b = hashes.get(present[i].image_id), hashes.get(present[j].image_id)
+            return a is not None and b is not None and int(np.count_nonzero(a != b)) <= MAX_HASH_BITS
+
+        groups = collapse(vectors, same_pixels)
         return [
             replace(present[g.head], duplicates=tuple(present[m].image_id for m in g.members)) for g in groups
         ]
+
+    def _hash(self, data: bytes) -> np.ndarray | None:
+        """dHash of a stored image; ``None`` when it no longer decodes (then it is nobody's copy)."""
+        try:
+            return dhash(decode_image(data, field="image", max_pixels=self._settings.max_image_pixels))
+        except InvalidImage:
+            return None
 
     def _decode(self, data: bytes, field: str) -> Image.Image:
         if not isinstance(data, (bytes, bytearray)) or not data:
