@@ -10,7 +10,8 @@ then, per threshold, it counts:
                         reaches the threshold (a collapse would hide a distinct photo).
 Embeddings are the library's ``visual`` vectors (efficientnet-lite0 unless ``--model``).
 A last column applies the shipped rule (``lookalike.service.duplicates``): cosine at least
-``DUPLICATE_COSINE`` *and* difference hashes at most ``MAX_HASH_BITS`` bits apart.
+``DUPLICATE_COSINE`` *and* 16 x 16 thumbnails at most ``MAX_PIXEL_DIFF`` apart; a second line
+gives the thumbnail differences themselves.
 
 Usage:
     python benchmarks/duplicates.py ../shared/datasets [--sets corel1k,oxford17,sop_subset,fashion]
@@ -53,11 +54,11 @@ def main() -> None:
 
     from lookalike.config import Settings
     from lookalike.models import load_model
-    from lookalike.service.duplicates import DUPLICATE_COSINE, MAX_HASH_BITS, dhash
+    from lookalike.service.duplicates import DUPLICATE_COSINE, MAX_PIXEL_DIFF, same_pixels, thumbnail
 
     model = load_model(args.model, Settings.from_env().model_cache_dir)
     print("set      copy         n  " + "  ".join(f"t={t:.2f} apart/merged" for t in THRESHOLDS)
-          + f"  shipped: cos>={DUPLICATE_COSINE} & dhash<={MAX_HASH_BITS}")
+          + f"  shipped: cos>={DUPLICATE_COSINE} & pixels<={MAX_PIXEL_DIFF}")
     for name in args.sets.split(","):
         paths = sorted((args.datasets / name / "images").glob("*.jpg"))
         rng = np.random.default_rng(args.seed)
@@ -68,21 +69,22 @@ def main() -> None:
         sims[np.arange(len(pick)), pick] = -1.0  # not itself
         nearest = sims.max(axis=1)
         neighbour = sims.argmax(axis=1)
-        hashes = {i: dhash(images[i]) for i in pick}
-        near_bits = np.array([np.sum(hashes[i] != dhash(images[j])) for i, j in zip(pick, neighbour)])
-        merged = np.mean((nearest >= DUPLICATE_COSINE) & (near_bits <= MAX_HASH_BITS))
+        thumbs = {i: thumbnail(images[i]) for i in pick}
+        near_alike = np.array([same_pixels(thumbs[i], thumbnail(images[j])) for i, j in zip(pick, neighbour)])
+        merged = np.mean((nearest >= DUPLICATE_COSINE) & near_alike)
         for kind, make in (("re-encode", reencode), ("edit", augment)):
             made = [make(images[i], rng) for i in pick]
             copies = model.embed_images(made).visual
             dup = np.einsum("nd,nd->n", vis[pick], copies)
-            bits = np.array([np.sum(hashes[i] != dhash(m)) for i, m in zip(pick, made)])
-            apart = np.mean((dup < DUPLICATE_COSINE) | (bits > MAX_HASH_BITS))
+            diff = np.array([np.abs(thumbs[i] - thumbnail(m)).mean() for i, m in zip(pick, made)])
+            apart = np.mean((dup < DUPLICATE_COSINE) | (diff > MAX_PIXEL_DIFF))
             cells = "  ".join(f"      {np.mean(dup < t):5.1%} / {np.mean(nearest >= t):5.1%}" for t in THRESHOLDS)
             cells += f"        {apart:5.1%} / {merged:5.1%}"
             print(f"{name[:8]:8s} {kind:9s} {len(pick):4d}  {cells}", flush=True)
             print(f"{'':23s}copy cos p1 {np.percentile(dup, 1):.3f} p5 {np.percentile(dup, 5):.3f} "
                   f"median {np.median(dup):.3f}; nearest distinct p50 {np.median(nearest):.3f} "
-                  f"p95 {np.percentile(nearest, 95):.3f} p99 {np.percentile(nearest, 99):.3f}")
+                  f"p95 {np.percentile(nearest, 95):.3f} p99 {np.percentile(nearest, 99):.3f}; "
+                  f"copy thumbnail diff median {np.median(diff):.1f} max {diff.max():.1f}")
 
 
 if __name__ == "__main__":

@@ -1,16 +1,19 @@
 """Near-duplicate collapse of a ranked result list.
 
-Two results are the same photo (re-encoded, resized, slightly cropped) when both hold:
+Two results are the same photo (re-encoded or resized) when both hold:
 - the cosine of their ``visual`` embeddings is at least ``DUPLICATE_COSINE`` (0.85, the
   efficientnet-lite0 knot where scores enter the 0.9+ "near-duplicate" band: the 5th
   percentile of (photo, augmented copy) pairs in ``benchmarks/calibrate_scores.py``);
-- their difference hashes (dHash: the signs of horizontal gradients of a 9 x 8 grey
-  thumbnail, 64 bits; N. Krawetz, "Kind of Like That", 2013) differ in at most
-  ``MAX_HASH_BITS`` = 10 bits, the distance that post names for "likely the same image".
-The embedding alone cannot tell a re-encode from another photo of the same product on white
-(``benchmarks/duplicates.py``: on the fashion catalogue a photo's nearest distinct photo
-has cosine 0.88 at the median); the hash looks at the pixels' layout, which a re-encode
-keeps (at most 4 bits moved on the shared sets) and another photo does not.
+- their 16 x 16 RGB thumbnails (box filter) differ by at most ``MAX_PIXEL_DIFF`` = 4 grey
+  levels of 255 on average: re-encoding (JPEG quality 60-90) and resizing (60-100 %) moved
+  them by 0.7-0.9 at the median and 2.1 at most on the shared sets (``benchmarks/duplicates.py``),
+  so 4 is about twice JPEG's noise and far below what another photo differs by.
+The embedding alone cannot tell a copy from another photo of the same kind of product on
+white (on the fashion catalogue a photo's nearest *distinct* photo has cosine 0.88 at the
+median), and a 64-bit difference hash could not either (45 % of fashion photos have a
+distinct photo within 10 bits: centred products on white share one gradient layout); the
+thumbnail compares colours and places. Crops, colour edits and mirror images are *not*
+folded: they move the thumbnail by 10-25 levels.
 
 A ranked list is collapsed greedily: each result, in rank order, joins the group of the
 first *kept* result it duplicates, or is kept as the head of a new group. The head keeps its
@@ -27,8 +30,9 @@ from PIL import Image
 
 #: Cosine of ``visual`` embeddings from which two results may be the same photo.
 DUPLICATE_COSINE = 0.85
-#: Most dHash bits (of 64) in which two copies of one photo may differ.
-MAX_HASH_BITS = 10
+#: Largest mean absolute difference (0..255) of two copies' 16 x 16 RGB thumbnails.
+MAX_PIXEL_DIFF = 4.0
+THUMBNAIL_SIDE = 16
 
 
 @dataclass(frozen=True)
@@ -40,25 +44,29 @@ class Group:
     members: tuple[int, ...]
 
 
-def dhash(image: Image.Image) -> np.ndarray:
-    """64-bit difference hash of an image: (64,) bool, True where a pixel of the 9 x 8
-    grey thumbnail (Lanczos) is brighter than its left-hand neighbour."""
-    grey = np.asarray(image.convert("L").resize((9, 8), Image.Resampling.LANCZOS), dtype=np.int16)
-    return (grey[:, 1:] > grey[:, :-1]).ravel()
+def thumbnail(image: Image.Image) -> np.ndarray:
+    """(16, 16, 3) float32 in 0..255: the image squashed to 16 x 16 RGB with a box filter."""
+    side = THUMBNAIL_SIDE
+    return np.asarray(image.convert("RGB").resize((side, side), Image.Resampling.BOX), dtype=np.float32)
+
+
+def same_pixels(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether two ``thumbnail`` arrays differ by at most ``MAX_PIXEL_DIFF`` on average."""
+    return float(np.abs(a - b).mean()) <= MAX_PIXEL_DIFF
 
 
 def collapse(
     vectors: np.ndarray,
-    same_pixels: Callable[[int, int], bool],
+    alike: Callable[[int, int], bool],
     threshold: float = DUPLICATE_COSINE,
 ) -> list[Group]:
     """Greedy near-duplicate grouping of ranked results.
 
     Args:
         vectors: (n, d) float32, L2-normalised ``visual`` embeddings, in rank order.
-        same_pixels: ``(i, j) -> bool``, whether results i and j look alike pixel-wise
-            (e.g. dHashes within ``MAX_HASH_BITS``); asked only for pairs whose cosine
-            reaches ``threshold``, so images are decoded only for likely duplicates.
+        alike: ``(i, j) -> bool``, whether results i and j look alike pixel-wise
+            (``same_pixels`` of their thumbnails); asked only for pairs whose cosine reaches
+            ``threshold``, so images are decoded only for likely duplicates.
         threshold: cosine from which a pair is checked.
 
     Returns:
@@ -71,7 +79,7 @@ def collapse(
     heads: list[int] = []
     members: dict[int, list[int]] = {}
     for i in range(n):
-        owner = next((h for h in heads if sims[i, h] >= threshold and same_pixels(h, i)), None)
+        owner = next((h for h in heads if sims[i, h] >= threshold and alike(h, i)), None)
         if owner is None:
             heads.append(i)
             members[i] = []

@@ -29,7 +29,7 @@ from ..models.detector import Detection
 from ..scoring import to_score
 from ..store import Hit, Store
 from .detection import DetectorProvider, default_detector, item_crop
-from .duplicates import DUPLICATE_COSINE, MAX_HASH_BITS, collapse, dhash
+from .duplicates import DUPLICATE_COSINE, collapse, same_pixels, thumbnail
 from .libraries import LibraryRecord, LibraryService
 from .validation import check_library_name, check_top_k
 
@@ -374,21 +374,22 @@ class SearchService:
         close = np.argwhere(np.triu(vectors @ vectors.T >= DUPLICATE_COSINE, k=1))
         wanted = sorted({present[int(k)].image_id for k in close.ravel()})
         blobs = self._store.image_bytes(library, wanted) if wanted else {}
-        hashes = {image_id: self._hash(data) for image_id, data in blobs.items()}
+        thumbs = {image_id: self._thumbnail(data) for image_id, data in blobs.items()}
 
-        def same_pixels(i: int, j: int) -> bool:
-            a, b = hashes.get(present[i].image_id), hashes.get(present[j].image_id)
-            return a is not None and b is not None and int(np.count_nonzero(a != b)) <= MAX_HASH_BITS
+        def alike(i: int, j: int) -> bool:
+            a, b = thumbs.get(present[i].image_id), thumbs.get(present[j].image_id)
+            return a is not None and b is not None and same_pixels(a, b)
 
-        groups = collapse(vectors, same_pixels)
+        groups = collapse(vectors, alike)
         return [
             replace(present[g.head], duplicates=tuple(present[m].image_id for m in g.members)) for g in groups
         ]
 
-    def _hash(self, data: bytes) -> np.ndarray | None:
-        """dHash of a stored image; ``None`` when it no longer decodes (then it is nobody's copy)."""
+    def _thumbnail(self, data: bytes) -> np.ndarray | None:
+        """``duplicates.thumbnail`` of a stored image; ``None`` when it no longer decodes (then
+        it is nobody's copy)."""
         try:
-            return dhash(decode_image(data, field="image", max_pixels=self._settings.max_image_pixels))
+            return thumbnail(decode_image(data, field="image", max_pixels=self._settings.max_image_pixels))
         except InvalidImage:
             return None
 
