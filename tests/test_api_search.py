@@ -143,8 +143,9 @@ def test_text_search_in_other_languages(client, library, text, expected):
     assert r.status_code == 200
     results = r.json()["data"]["results"]
     assert results[0]["image_id"] == expected, (text, results)
-    # One score scale for every language: the match reads as a match, the runner-up does not.
-    assert results[0]["score"] >= 0.7 > results[1]["score"], (text, results)
+    # Scores read alike in every language (own knots for non-English queries): the match is
+    # above 0.5 (more similar than 95 % of unrelated captions), the runner-up is not.
+    assert results[0]["score"] >= 0.5 > results[1]["score"], (text, results)
 
 
 def test_text_search_errors(client, library):

@@ -7,7 +7,9 @@ norm and its two halves weigh the same. A query (``encode_queries``) takes its M
 from MiniLM when MiniLM's English vocabulary covers every word of it; otherwise from the
 descriptions it matches in e5 (a ConSE step on the text side: the top 10 descriptions by e5
 cosine, softmax-weighted at e5's training temperature 0.01, mixing their MiniLM blocks), so
-both kinds of query land on the same cosine scale and share one score calibration.
+both kinds of query compare with the same stored vectors; their cosines run about 0.1
+higher than an English query's (the mix is made of class descriptions), so they get their
+own score knots (``efficientnet._FOREIGN_TEXT_CALIBRATION``).
 
 Why both: measured on corel1k (text P@10, "a photo of <label>" in 6 languages;
 ``lookalike eval images --languages``), MiniLM alone gives English 0.93 but French 0.47,
@@ -15,7 +17,7 @@ Chinese 0.44, Russian 0.11; e5 alone English 0.90 and 0.72-0.92 elsewhere; both 
 for every query English 0.94 but 0.25-0.57 elsewhere, because MiniLM maps words it does not
 know to noise. Routed: English 0.94, French 0.84, Spanish 0.80, German 0.84, Chinese 0.70,
 Russian 0.71 (an empty MiniLM block instead of the text-side ConSE: 0.80 / 0.80 / 0.92 /
-0.72 / 0.77, but its cosines are 1/sqrt(2) smaller, so scores would not read alike).
+0.72 / 0.77, with cosines 1/sqrt(2) smaller and far less spread).
 """
 
 from __future__ import annotations
@@ -48,6 +50,10 @@ class TextSpace(Protocol):
     dim: int
     blocks: tuple[int, ...]
 
+    def english(self, text: str) -> bool:
+        """Whether ``text`` takes the English route (spaces with one route: always True)."""
+        ...
+
     def encode_passages(self, texts: Sequence[str]) -> np.ndarray:
         """Descriptions -> (n, dim) float32, each block L2-normalised."""
         ...
@@ -68,6 +74,10 @@ class MiniLMSpace:
     def __init__(self, minilm: MiniLMEncoder) -> None:
         self.minilm = minilm
         self.name = minilm.cache_dir.name
+
+    def english(self, text: str) -> bool:
+        """Always True: one route."""
+        return True
 
     def encode_passages(self, texts: Sequence[str]) -> np.ndarray:
         """Descriptions -> (n, 384) float32, L2-normalised."""

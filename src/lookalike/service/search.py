@@ -24,7 +24,7 @@ from ..crops import check_crop_type
 from ..errors import InvalidImage, InvalidParameter, ModeNotSupported
 from ..filters import parse_filter
 from ..imaging import decode_image
-from ..models import Embedder
+from ..models import Embedder, ScoreCalibration
 from ..models.detector import Detection
 from ..scoring import to_score
 from ..store import Hit, Store
@@ -239,7 +239,12 @@ class SearchService:
         node = parse_filter(tag_filter)
         library = self._libraries.get(library_name, count=False)
         model = self._libraries.model_for(library)
-        text = self._text_query(library, model, query_text) if query_text is not None else None
+        text = None
+        if query_text is not None:
+            text_field, text_vector = self._text_query(library, model, query_text)
+            text_calibration = model.text_calibration_for(query_text)
+            assert text_calibration is not None  # _text_query refuses models without text search
+            text = (text_field, text_vector, text_calibration)
         picture = self._decode(image, field)
         main, regions = self._regions(picture, library.mode, use_segmentation or return_segments)
         queries = regions if use_segmentation else [main, *regions]  # the plain query first
@@ -286,7 +291,7 @@ class SearchService:
         library = self._libraries.get(library_name, count=False)
         model = self._libraries.model_for(library)
         field, query = self._text_query(library, model, query_text)
-        calibration = model.info.text_calibration
+        calibration = model.text_calibration_for(query_text)
         assert calibration is not None  # _text_query refuses models without text search
         fetch = min(MAX_IMAGE_TOP_K, top_k * COLLAPSE_OVERFETCH) if collapse_duplicates else top_k
         results = _scored(self._store.search(library_name, field, query, fetch, node), calibration)
@@ -333,15 +338,14 @@ class SearchService:
 
     def _ranked(
         self, library: str, query: np.ndarray, top_k: int, node, model: Embedder,
-        text: tuple[str, np.ndarray] | None = None, weight: float = 0.0,
+        text: tuple[str, np.ndarray, ScoreCalibration] | None = None, weight: float = 0.0,
     ) -> list[SearchResult]:
-        """The top ``top_k`` for one image vector, blended with ``text`` (field, vector) when given."""
+        """The top ``top_k`` for one image vector, blended with ``text`` (field, vector, score
+        knots) when given."""
         calibration = model.info.image_calibration
         if text is None:
             return _scored(self._store.search(library, "visual", query, top_k, node), calibration)
-        field, text_vector = text
-        text_calibration = model.info.text_calibration
-        assert text_calibration is not None  # _text_query refuses models without text search
+        field, text_vector, text_calibration = text
         n = min(MAX_IMAGE_TOP_K, max(HYBRID_CANDIDATES, 4 * top_k))
         images = {h.image.image_id: h.image for h in self._store.search(library, "visual", query, n, node)}
         for h in self._store.search(library, field, text_vector, n, node):
