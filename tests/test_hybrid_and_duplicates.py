@@ -63,6 +63,16 @@ def test_collapse_still_fills_top_k_and_works_for_text(client, library):
     assert {cat["image_id"], *cat["duplicates"]} == {"chelsea", "chelsea_copy"}
 
 
+def test_collapse_on_more_like_this(client, library):
+    plain = _search(client, "by-image-id", image_id="coffee")
+    assert "coffee" not in [h["image_id"] for h in plain]
+    assert {"chelsea", "chelsea_copy"} <= {h["image_id"] for h in plain}
+    collapsed = _search(client, "by-image-id", image_id="coffee", collapse_duplicates=True)
+    cats = [h for h in collapsed if h["image_id"] in ("chelsea", "chelsea_copy")]
+    assert len(cats) == 1 and len(cats[0]["duplicates"]) == 1
+    assert len(collapsed) == len(plain) - 1
+
+
 def test_hybrid_query_blends_image_and_text(client, library):
     coffee = b64(encode(photo("coffee")))
     plain = _search(client, "by-image", image_base64=coffee)
