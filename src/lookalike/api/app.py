@@ -11,7 +11,7 @@ from fastapi.responses import HTMLResponse
 
 from .. import __version__
 from ..runtime import Runtime
-from . import envelope, errors
+from . import envelope, errors, observability
 from .constructor import create_constructor_app
 from .creator_routes import router as creator_router
 from .limits import BodySizeLimit
@@ -44,16 +44,13 @@ def create_app(runtime: Runtime, *, warm: bool = False) -> FastAPI:
     app.state.runtime = runtime
     errors.install(app, envelope.render)
     app.add_middleware(BodySizeLimit, max_bytes=runtime.settings.max_request_bytes)
+    observability.install(app, runtime)  # request ids, access log, /metrics, /healthz
     app.include_router(router)
     app.include_router(creator_router)
     # Constructor-compatible image search, with its own error style (api/constructor.py).
     app.mount("/v2", create_constructor_app(runtime))
     # Modash-compatible creator search, with its own error style (api/modash.py).
     app.mount("/v1", create_modash_app(runtime))
-
-    @app.get("/healthz", include_in_schema=False)
-    def healthz() -> dict:
-        return {"status": "ok"}
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def index() -> str:
