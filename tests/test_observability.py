@@ -63,7 +63,7 @@ def test_one_json_access_line_per_request_on_every_face(library, caplog):
          f"{OPS}/search/by-text"),
         ("GET", f"{OPS}/libraries/obs", {}, "operator", 200, f"{OPS}/libraries/{{library_name}}"),
         ("GET", "/api/v1/creators/instagram", {}, "creators-admin", 200, "/api/v1/creators/{platform}"),
-        ("POST", "/v1/ai/image-search", {"json": {}}, "modash", 401, "/v1/ai/image-search"),
+        ("POST", "/v1/ai/image-search", {"json": {}}, "modash", 400, "/v1/ai/image-search"),
         ("GET", "/v1/instagram/locations", {}, "modash", 401, "/v1/instagram/locations"),
         ("POST", "/v2/image_search?key=key_secretsecretsecre", {"content": b"x"}, "constructor", 401,
          "/v2/image_search"),
