@@ -54,7 +54,8 @@ def serve(
     from ..api.observability import configure_logging
 
     configure_logging()  # one JSON access line per request on stderr
-    uvicorn.run(create_app(open_runtime(data_dir), warm=True), host=host, port=port)
+    # access_log=False: our own JSON line per request replaces uvicorn's plain one
+    uvicorn.run(create_app(open_runtime(data_dir), warm=True), host=host, port=port, access_log=False)
 
 
 @library_app.command("create")
