@@ -126,3 +126,25 @@ def test_healthz_and_metrics_are_documented(client):
     assert paths["/healthz"]["get"]["summary"].startswith("Liveness")
     assert "text/plain" in str(paths["/metrics"]["get"]["responses"]["200"]["content"])
     assert client.get("/healthz").json()["status"] == "ok"
+
+
+def test_serve_logging_prints_one_line_per_request(client, capsys):
+    """``lookalike serve``'s logging: the access line alone, the Constructor face's fields inside it."""
+    from lookalike.api.observability import configure_logging
+
+    configure_logging()
+    configure_logging()  # idempotent: one handler
+    try:
+        for path in ("/healthz", "/v2/image_search?key=key_unknownunknown00"):
+            capsys.readouterr()
+            client.request("GET" if path == "/healthz" else "POST", path)
+            lines = capsys.readouterr().err.strip().splitlines()
+            assert len(lines) == 1, lines
+            entry = json.loads(lines[0])
+            assert entry["path"] == path.split("?")[0]
+        assert entry["constructor"]["status"] == 401
+    finally:
+        logger = logging.getLogger("lookalike")
+        for handler in [h for h in logger.handlers if getattr(h, "_lookalike", False)]:
+            logger.removeHandler(handler)
+        logger.setLevel(logging.NOTSET)

@@ -176,12 +176,19 @@ def install(app: FastAPI, runtime: Runtime) -> None:
         return Response(generate_latest(REGISTRY) + generate_latest(sizes), media_type=CONTENT_TYPE_LATEST)
 
 
+#: Loggers whose per-request lines the access line already carries (``annotate``): not printed
+#: by ``configure_logging``, so a request is one line; still there for other handlers.
+FOLDED_LOGGERS = ("lookalike.api.constructor",)
+
+
 def configure_logging(level: int = logging.INFO) -> None:
     """Send the ``lookalike`` loggers (the access lines among them) to stderr, one message a
-    line, for ``lookalike serve``; idempotent."""
+    line, for ``lookalike serve``; idempotent. The Constructor face's own line is left out
+    (``FOLDED_LOGGERS``): its fields are in the access line."""
     logger = logging.getLogger("lookalike")
     if not any(getattr(h, "_lookalike", False) for h in logger.handlers):
         handler = logging.StreamHandler(sys.stderr)
+        handler.addFilter(lambda record: record.name not in FOLDED_LOGGERS)
         handler.setFormatter(logging.Formatter("%(message)s"))
         handler._lookalike = True  # type: ignore[attr-defined]
         logger.addHandler(handler)
