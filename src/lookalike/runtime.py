@@ -21,6 +21,7 @@ from .service.index_keys import IndexKeyService
 from .service.libraries import LibraryService, ModelProvider
 from .service.metrics import timed_detector, timed_models
 from .service.search import SearchService
+from .service.thumbnails import ThumbnailService
 from .store import EmbeddedStore, Store
 from .store.creator_store import CreatorStore
 from .store.index_keys import IndexKeyStore
@@ -148,6 +149,11 @@ class Runtime:
     def languages(self) -> Languages:
         """The language dictionary of the creator filters (package data)."""
         return Languages.load()
+
+    @cached_property
+    def thumbnails(self) -> ThumbnailService:
+        """Thumbnails of stored images for the web page, cached in memory."""
+        return ThumbnailService(self.store, self.settings.max_image_pixels)
 
     @cached_property
     def creator_importer(self) -> CreatorImporter:

@@ -73,6 +73,7 @@ from ..service.index_keys import MAX_KEY_CHARS
 from ..service.search import ImageQueryResult, SearchResult, SegmentMatch
 from . import errors, intake, observability, segments
 from .constructor_params import RESULTS_CAP, ImageSearchParams, apply_fields, group_results, parse_query
+from .docs import docs_app
 from .errors import Problem
 
 log = logging.getLogger(__name__)
@@ -82,7 +83,7 @@ log = logging.getLogger(__name__)
 def create_constructor_app(runtime: Runtime) -> FastAPI:
     """The sub-application to mount at ``/v2`` (its OpenAPI docs at ``/v2/docs``), with its
     own error handlers so the operator API's envelope never shows here."""
-    app = FastAPI(title="Lookalike: Constructor-compatible image search", version=__version__)
+    app = docs_app(title="Lookalike: Constructor-compatible image search", version=__version__)
     app.state.runtime = runtime
     errors.install(app, render)
 

@@ -28,6 +28,7 @@ from ..service.creators.access import format_credits
 from ..service.creators.platforms import PLATFORMS, Platform, rules
 from ..service.creators.search import PostRecord, ProfileMatch
 from . import errors, intake
+from .docs import docs_app
 from .errors import Problem
 
 #: The ``imageType`` values Modash accepts, and the Pillow format each must decode as.
@@ -108,7 +109,7 @@ def _profile(match: ProfileMatch, platform: Platform) -> dict[str, Any]:
 
 def create_modash_app(runtime: Runtime) -> FastAPI:
     """The Modash-compatible sub-application over ``runtime`` (mount it at ``/v1``)."""
-    app = FastAPI(title="Lookalike creator search (Modash-compatible)", docs_url="/docs", openapi_url="/openapi.json")
+    app = docs_app(title="Lookalike creator search (Modash-compatible)", docs_url="/docs", openapi_url="/openapi.json")
     errors.install(app, render)
     for name in PLATFORMS:
         _search_route(app, runtime, rules(name))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 from dataclasses import asdict
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query, Request, Response
 
 from ..runtime import Runtime
 from ..service.importer import ImportItem
@@ -19,6 +19,7 @@ from .schemas import (
     ImportImagesOut,
     ImportImagesRequest,
     LibraryOut,
+    SearchByImageIdRequest,
     SearchByImageRequest,
     SearchByTextRequest,
     SearchResults,
@@ -98,6 +99,17 @@ def search_by_text(body: SearchByTextRequest, request: Request) -> dict:
     return ok({"results": [_result(r) for r in results]})
 
 
+@router.post(
+    "/search/by-image-id", response_model=Envelope[SearchResults], response_model_exclude_unset=True, tags=["search"]
+)
+def search_by_image_id(body: SearchByImageIdRequest, request: Request) -> dict:
+    """"More like this": images most similar to a stored image, which is left out of the results."""
+    results = _rt(request).search.by_image_id(
+        body.library_name, body.image_id, body.top_k, body.tag_filter, body.return_image_base64
+    )
+    return ok({"results": [_result(r) for r in results]})
+
+
 @router.post("/libraries", status_code=201, response_model=Envelope[LibraryOut], tags=["libraries"])
 def create_library(body: CreateLibraryRequest, request: Request) -> dict:
     return ok(_library(_rt(request).libraries.create(body.library_name, body.mode, body.model)))
@@ -141,6 +153,30 @@ def list_images(
     return ok([_image(r) for r in _rt(request).libraries.list_images(library_name, offset, limit)])
 
 
+# {image_id:path}: ids made from folder imports hold "/" (``sub/photo.jpg``). Registered before the
+# single-image routes, so that one of them taking {image_id:path} too would not shadow it.
+@router.get(
+    "/libraries/{library_name}/images/{image_id:path}/thumbnail",
+    response_class=Response,
+    responses={200: {"content": {"image/jpeg": {}, "image/webp": {}}}, 304: {"description": "Not modified"}},
+    tags=["images"],
+)
+def thumbnail(
+    library_name: str,
+    image_id: str,
+    request: Request,
+    size: int = Query(256, description="Longest side in pixels, 16..1024; never enlarged."),
+    fmt: str = Query("jpeg", alias="format", description="jpeg or webp"),
+) -> Response:
+    """The stored image scaled down, for result grids; cached, with an ETag for revalidation."""
+    thumb = _rt(request).thumbnails.thumbnail(library_name, image_id, size, fmt)
+    # max-age short and private: an id can be deleted and re-imported with other pixels.
+    headers = {"ETag": thumb.etag, "Cache-Control": "private, max-age=300"}
+    if thumb.etag in {t.strip() for t in request.headers.get("if-none-match", "").split(",")}:
+        return Response(status_code=304, headers=headers)
+    return Response(thumb.data, media_type=thumb.media_type, headers=headers)
+
+
 @router.get("/libraries/{library_name}/images/{image_id}", response_model=Envelope[ImageOut], tags=["images"])
 def get_image(library_name: str, image_id: str, request: Request) -> dict:
     return ok(_image(_rt(request).libraries.get_image(library_name, image_id)))
@@ -156,3 +192,4 @@ def update_tags(library_name: str, image_id: str, body: UpdateTagsRequest, reque
 def delete_image(library_name: str, image_id: str, request: Request) -> dict:
     _rt(request).libraries.delete_image(library_name, image_id)
     return ok(None)
+

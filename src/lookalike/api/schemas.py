@@ -34,6 +34,14 @@ class SearchByTextRequest(BaseModel):
     return_image_base64: bool = False
 
 
+class SearchByImageIdRequest(BaseModel):
+    library_name: str = Field(description="Library to search.")
+    image_id: str = Field(description="A stored image of the library; it is left out of its own results.")
+    top_k: int = Field(10, ge=1, le=100, description="Number of results, 1..100.")
+    tag_filter: TagFilter = Field(None, description="Boolean filter on tags; see the README's tag_filter language.")
+    return_image_base64: bool = Field(False, description="Return each result's stored image as base64.")
+
+
 class SearchResultOut(BaseModel):
     image_id: str
     image_uri: str | None

@@ -16,7 +16,7 @@ from PIL import Image
 
 from ..config import Settings
 from ..crops import check_crop_type
-from ..errors import InvalidImage, InvalidParameter, ModeNotSupported
+from ..errors import ImageNotFound, InvalidImage, InvalidParameter, ModeNotSupported
 from ..filters import parse_filter
 from ..imaging import decode_image
 from ..models.detector import Detection
@@ -25,7 +25,7 @@ from ..store import Hit, Store
 from .detection import DetectorProvider, default_detector, item_crop
 from .libraries import LibraryService
 from .metrics import observe_search
-from .validation import check_library_name, check_top_k
+from .validation import check_image_id, check_library_name, check_top_k
 
 MAX_QUERY_TEXT_CHARS = 1000
 #: Most items a segmented query searches (the detector's main items, largest first).
@@ -263,6 +263,49 @@ class SearchService:
         hits = self._store.search(library_name, field, query, top_k, node)
         results = self._results(library_name, hits, model.info.text_calibration, return_image_bytes)
         observe_search(library_name, "text", started)
+        return results
+
+    def by_image_id(
+        self,
+        library_name: str,
+        image_id: str,
+        top_k: int = 10,
+        tag_filter: object = None,
+        return_image_bytes: bool = False,
+    ) -> list[SearchResult]:
+        """"More like this": images most similar to a stored image, the image itself excluded.
+
+        The query is the image's stored embedding (in an ``item_search`` library that of its
+        main item), so nothing is decoded or embedded again and the scores are those an image
+        query with the same picture would get.
+
+        Args:
+            image_id: an image of the library.
+            top_k: 1..100 results, none of them ``image_id``.
+            tag_filter: the filter language of ``lookalike.filters`` (raw JSON).
+            return_image_bytes: set each result's ``image_bytes``.
+
+        Raises:
+            InvalidParameter (400, naming ``image_id``, ``top_k``, ...), InvalidFilter (400),
+            LibraryNotFound, ImageNotFound (404), ModelMismatch, ModelUnavailable (400).
+        """
+        started = time.perf_counter()
+        check_library_name(library_name)
+        check_image_id(image_id)
+        top_k = check_top_k(top_k)
+        _check_flag(return_image_bytes, "return_image_base64")
+        node = parse_filter(tag_filter)
+        library = self._libraries.get(library_name, count=False)
+        self._store.get_image(library_name, image_id)  # ImageNotFound
+        query = self._store.vectors(library_name, "visual", [image_id]).get(image_id)
+        if query is None:
+            raise ImageNotFound(library_name, image_id)
+        model = self._libraries.model_for(library)
+        # One more than asked, since the image itself is (almost always) its own best match.
+        hits = self._store.search(library_name, "visual", query, top_k + 1, node)
+        hits = [h for h in hits if h.image.image_id != image_id]
+        results = self._results(library_name, hits[:top_k], model.info.image_calibration, return_image_bytes)
+        observe_search(library_name, "image_id", started)
         return results
 
     def _regions(
