@@ -41,6 +41,7 @@ def evaluate_dataset(
     mode: str = "general_search",
     text: bool = True,
     progress: Callable[[int], None] | None = None,
+    phase: Callable[[str, int, int], None] | None = None,
 ) -> dict[str, float | int | None]:
     """Evaluate a model on ``root`` (``images/`` + ``labels.csv``) in a temporary library.
 
@@ -50,6 +51,9 @@ def evaluate_dataset(
         model_id: model to evaluate (default: ``settings.default_model``).
         text: run text->image queries (also needs labels that are words).
         progress: called with the number of images imported after each batch.
+        phase: called as ``phase(name, done, total)`` during the phases after the import
+            (``queries``: the image queries; ``latency``: the timed end-to-end queries), so a
+            caller can show their progress too.
 
     Returns:
         ``image_map100``, ``image_p10``, ``image_r10``, ``text_map100``, ``text_p10`` (None
@@ -74,19 +78,20 @@ def evaluate_dataset(
             embed_rate = len(db) / (time.perf_counter() - start)
 
             out: dict[str, float | int | None] = {"n_images": len(db)}
-            out |= _image_metrics(rt, db, queries, ids, has_splits)
+            out |= _image_metrics(rt, db, queries, ids, has_splits, phase)
             labels = {r.label for r in db if r.label}
             out |= _text_metrics(rt, db, labels) if text and labels_are_words(labels) and mode == "general_search" \
                 else {"text_map100": None, "text_p10": None}
             out["embed_images_per_s"] = round(embed_rate, 2)
-            out |= _latency(rt, queries or db)
+            out |= _latency(rt, queries or db, phase)
         finally:
             rt.close()
     return out
 
 
 def _image_metrics(
-    rt: Runtime, db: list[LabelledImage], queries: list[LabelledImage], ids: dict[Path, str], has_splits: bool
+    rt: Runtime, db: list[LabelledImage], queries: list[LabelledImage], ids: dict[Path, str], has_splits: bool,
+    phase: Callable[[str, int, int], None] | None = None,
 ) -> dict[str, float | None]:
     if not queries:
         return {"n_queries": 0, "image_map100": None, "image_p10": None, "image_r10": None, "score_bands": None}
@@ -105,7 +110,9 @@ def _image_metrics(
         query_keys = [(ids[q.path], q.label, ids[q.path]) for q in queries]
     calibration = model.info.image_calibration
     aps, p10s, r10s, top10 = [], [], [], []
-    for key, label, self_id in query_keys:
+    for done, (key, label, self_id) in enumerate(query_keys):
+        if phase is not None and done % 50 == 0:
+            phase("queries", done, len(query_keys))
         hits = [h for h in rt.store.search(LIBRARY, "visual", vectors[key], 101) if h.image.image_id != self_id][:100]
         n_rel = counts[label] - (1 if self_id is not None else 0)
         if n_rel == 0:  # no other image of its label: AP is undefined, so the query is not counted
@@ -115,6 +122,8 @@ def _image_metrics(
         p10s.append(precision_at(ranked, 10))
         r10s.append(recall_at(ranked, n_rel, 10))
         top10 += [(h.similarity, rel) for h, rel in zip(hits[:10], ranked[:10])]
+    if phase is not None:
+        phase("queries", len(query_keys), len(query_keys))
     sims = np.array([s for s, _ in top10], dtype=np.float32)
     return {"n_queries": len(aps), "image_map100": _mean(aps), "image_p10": _mean(p10s), "image_r10": _mean(r10s),
             "score_bands": score_bands(to_score(sims, calibration), np.array([r for _, r in top10], dtype=bool))}
@@ -153,14 +162,20 @@ def _text_metrics(rt: Runtime, db: list[LabelledImage], labels: set[str]) -> dic
     return {"text_map100": _mean(aps), "text_p10": _mean(p10s)}
 
 
-def _latency(rt: Runtime, sample: list[LabelledImage]) -> dict[str, float]:
+def _latency(rt: Runtime, sample: list[LabelledImage],
+             phase: Callable[[str, int, int], None] | None = None) -> dict[str, float]:
     step = max(1, len(sample) // LATENCY_QUERIES)
-    times = []
-    for row in sample[::step][:LATENCY_QUERIES]:
+    times: list[float] = []
+    timed = sample[::step][:LATENCY_QUERIES]
+    for row in timed:
+        if phase is not None:
+            phase("latency", len(times), len(timed))
         data = row.path.read_bytes()
         start = time.perf_counter()
         rt.search.by_image(LIBRARY, data, top_k=10)
         times.append((time.perf_counter() - start) * 1000)
+    if phase is not None:
+        phase("latency", len(times), len(timed))
     return {"query_p50_ms": round(float(np.percentile(times, 50)), 2),
             "query_p95_ms": round(float(np.percentile(times, 95)), 2)}
 
