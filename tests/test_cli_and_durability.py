@@ -46,7 +46,7 @@ def test_library_commands(env):
     out = run(env, "library", "list")
     assert "shop" in out.output and "item_search" in out.output
     assert run(env, "library", "create", "shop").exit_code == 2
-    assert run(env, "library", "delete", "shop").exit_code == 0
+    assert run(env, "library", "delete", "shop", "--yes").exit_code == 0
     assert "shop" not in run(env, "library", "list").output
 
 

@@ -12,7 +12,7 @@ from fastapi.staticfiles import StaticFiles
 
 from .. import __version__
 from ..runtime import Runtime
-from . import envelope, errors
+from . import envelope, errors, observability
 from .constructor import create_constructor_app
 from .creator_routes import router as creator_router
 from .docs import docs_app
@@ -51,16 +51,13 @@ def create_app(runtime: Runtime, *, warm: bool = False) -> FastAPI:
     app.state.runtime = runtime
     errors.install(app, envelope.render)
     app.add_middleware(BodySizeLimit, max_bytes=runtime.settings.max_request_bytes)
+    observability.install(app, runtime)  # request ids, access log, /metrics, /healthz
     app.include_router(router)
     app.include_router(creator_router)
     # Constructor-compatible image search, with its own error style (api/constructor.py).
     app.mount("/v2", create_constructor_app(runtime))
     # Modash-compatible creator search, with its own error style (api/modash.py).
     app.mount("/v1", create_modash_app(runtime))
-
-    @app.get("/healthz", include_in_schema=False)
-    def healthz() -> dict:
-        return {"status": "ok"}
 
     # The search page's scripts and styles (plain files, no build step).
     app.mount("/web", StaticFiles(directory=WEB_DIR), name="web")

@@ -77,6 +77,7 @@ def evaluate_dataset(
     languages: Sequence[str] = (),
     translations: Path | None = None,
     progress: Callable[[int], None] | None = None,
+    phase: Callable[[str, int, int], None] | None = None,
 ) -> dict[str, object]:
     """Evaluate a model on ``root`` (``images/`` + ``labels.csv``) in a temporary library.
 
@@ -89,6 +90,9 @@ def evaluate_dataset(
             run; figures go to ``text_by_language``.
         translations: the translations CSV (default: the packaged corel1k one).
         progress: called with the number of images imported after each batch.
+        phase: called as ``phase(name, done, total)`` during the phases after the import
+            (``queries``: the image queries; ``latency``: the timed end-to-end queries), so a
+            caller can show their progress too.
 
     Returns:
         ``image_map100``, ``image_p10``, ``image_r10``, ``text_map100``, ``text_p10`` (None
@@ -120,7 +124,7 @@ def evaluate_dataset(
             embed_rate = len(db) / (time.perf_counter() - start)
 
             out: dict[str, object] = {"n_images": len(db)}
-            out |= _image_metrics(rt, db, queries, ids, has_splits)
+            out |= _image_metrics(rt, db, queries, ids, has_splits, phase)
             labels = {r.label for r in db if r.label}
             text_ok = text and labels_are_words(labels) and mode == "general_search"
             no_text = {"text_map100": None, "text_p10": None, "text_score_bands": None}
@@ -128,14 +132,15 @@ def evaluate_dataset(
             if translated and text_ok:
                 out["text_by_language"] = {lang: _text_metrics(rt, db, q) for lang, q in translated.items()}
             out["embed_images_per_s"] = round(embed_rate, 2)
-            out |= _latency(rt, queries or db)
+            out |= _latency(rt, queries or db, phase)
         finally:
             rt.close()
     return out
 
 
 def _image_metrics(
-    rt: Runtime, db: list[LabelledImage], queries: list[LabelledImage], ids: dict[Path, str], has_splits: bool
+    rt: Runtime, db: list[LabelledImage], queries: list[LabelledImage], ids: dict[Path, str], has_splits: bool,
+    phase: Callable[[str, int, int], None] | None = None,
 ) -> dict[str, float | None]:
     if not queries:
         return {"n_queries": 0, "image_map100": None, "image_p10": None, "image_r10": None, "score_bands": None}
@@ -154,7 +159,9 @@ def _image_metrics(
         query_keys = [(ids[q.path], q.label, ids[q.path]) for q in queries]
     calibration = model.info.image_calibration
     aps, p10s, r10s, top10 = [], [], [], []
-    for key, label, self_id in query_keys:
+    for done, (key, label, self_id) in enumerate(query_keys):
+        if phase is not None and done % 50 == 0:
+            phase("queries", done, len(query_keys))
         hits = [h for h in rt.store.search(LIBRARY, "visual", vectors[key], 101) if h.image.image_id != self_id][:100]
         n_rel = counts[label] - (1 if self_id is not None else 0)
         if n_rel == 0:  # no other image of its label: AP is undefined, so the query is not counted
@@ -164,6 +171,8 @@ def _image_metrics(
         p10s.append(precision_at(ranked, 10))
         r10s.append(recall_at(ranked, n_rel, 10))
         top10 += [(h.similarity, rel) for h, rel in zip(hits[:10], ranked[:10])]
+    if phase is not None:
+        phase("queries", len(query_keys), len(query_keys))
     sims = np.array([s for s, _ in top10], dtype=np.float32)
     return {"n_queries": len(aps), "image_map100": _mean(aps), "image_p10": _mean(p10s), "image_r10": _mean(r10s),
             "score_bands": score_bands(to_score(sims, calibration), np.array([r for _, r in top10], dtype=bool))}
@@ -220,14 +229,20 @@ def _text_metrics(rt: Runtime, db: list[LabelledImage], queries: dict[str, str])
     return {"text_map100": _mean(aps), "text_p10": _mean(p10s), "text_score_bands": bands}
 
 
-def _latency(rt: Runtime, sample: list[LabelledImage]) -> dict[str, float]:
+def _latency(rt: Runtime, sample: list[LabelledImage],
+             phase: Callable[[str, int, int], None] | None = None) -> dict[str, float]:
     step = max(1, len(sample) // LATENCY_QUERIES)
-    times = []
-    for row in sample[::step][:LATENCY_QUERIES]:
+    times: list[float] = []
+    timed = sample[::step][:LATENCY_QUERIES]
+    for row in timed:
+        if phase is not None:
+            phase("latency", len(times), len(timed))
         data = row.path.read_bytes()
         start = time.perf_counter()
         rt.search.by_image(LIBRARY, data, top_k=10)
         times.append((time.perf_counter() - start) * 1000)
+    if phase is not None:
+        phase("latency", len(times), len(timed))
     return {"query_p50_ms": round(float(np.percentile(times, 50)), 2),
             "query_p95_ms": round(float(np.percentile(times, 95)), 2)}
 

@@ -14,6 +14,7 @@ computed exactly for each. Any search may collapse near-duplicates (``duplicates
 from __future__ import annotations
 
 import io
+import time
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -31,6 +32,7 @@ from ..store import Hit, Store
 from .detection import DetectorProvider, default_detector, item_crop
 from .duplicates import DUPLICATE_COSINE, collapse, same_pixels, thumbnail
 from .libraries import LibraryRecord, LibraryService
+from .metrics import observe_search
 from .validation import check_image_id, check_library_name, check_top_k
 
 MAX_QUERY_TEXT_CHARS = 1000
@@ -195,11 +197,12 @@ class SearchService:
         """Images most similar to a query image, optionally item by item.
 
         The plain query embeds the main item's ``crop_type`` crop in an ``item_search``
-        library (the whole image when nothing is detected) and the whole image in a
-        ``general_search`` one. ``use_segmentation``: the detector finds up to
-        ``MAX_SEGMENTS`` items; each one's crop is embedded (one batch) and searched with
-        the same ``tag_filter``; ``results`` merges them by ``interleave``. When nothing is
-        detected, one segment covers the whole image (label ``None``, score 0.0).
+        library and the whole image in a ``general_search`` one. ``use_segmentation``: the
+        detector finds up to ``MAX_SEGMENTS`` items; each one's crop is embedded (one batch)
+        and searched with the same ``tag_filter``; ``results`` merges them by ``interleave``.
+        When nothing is detected: in a ``general_search`` library one segment covers the whole
+        image (label ``None``, score 0.0); in an ``item_search`` library there is no item to
+        search for, so ``results`` (and ``segments``) are empty.
         ``return_segments`` returns the segments and their own results; without
         ``use_segmentation`` the segments are detected and searched all the same, and
         ``results`` stays the plain query.
@@ -229,6 +232,7 @@ class SearchService:
             ModelMismatch, ModelUnavailable (400: the embedding model or, when detection is
             needed, the detector weights missing).
         """
+        started = time.perf_counter()
         check_library_name(library_name)
         top_k = check_top_k(top_k, maximum=MAX_IMAGE_TOP_K)
         for name, flag in (("use_segmentation", use_segmentation), ("return_segments", return_segments),
@@ -247,12 +251,16 @@ class SearchService:
             text = (text_field, text_vector, text_calibration)
         picture = self._decode(image, field)
         main, regions = self._regions(picture, library.mode, use_segmentation or return_segments)
-        queries = regions if use_segmentation else [main, *regions]  # the plain query first
-        vectors = model.embed_images([item_crop(picture, d, crop_type) for d in queries]).visual
+        # An item_search library holds items: a query in which no item is detected has nothing
+        # to search for, and answers no results (the imports' whole-image fallback does not apply).
+        no_item = library.mode == "item_search" and main is None
+        plain = [] if use_segmentation or no_item else [main]
+        queries = [*plain, *regions]  # the plain query first
+        vectors = model.embed_images([item_crop(picture, d, crop_type) for d in queries]).visual if queries else ()
         fetch = min(MAX_IMAGE_TOP_K, top_k * COLLAPSE_OVERFETCH) if collapse_duplicates else top_k
         ranked = [self._ranked(library_name, v, fetch, node, model, text, weight) for v in vectors]
-        per_segment = [[replace(r, segment=i) for r in rs] for i, rs in enumerate(ranked[len(ranked) - len(regions):])]
-        results = interleave(per_segment, fetch) if use_segmentation else ranked[0]
+        per_segment = [[replace(r, segment=i) for r in rs] for i, rs in enumerate(ranked[len(plain):])]
+        results = interleave(per_segment, fetch) if use_segmentation else (ranked[0] if plain else [])
         if collapse_duplicates:
             results = self._collapsed(library_name, results)
         results = results[:top_k]
@@ -263,6 +271,7 @@ class SearchService:
             segments = [_segment(i, d, picture, scale, rs) for i, (d, rs) in enumerate(zip(regions, per_segment))]
         if return_image_bytes:
             results, segments = self._with_bytes(library_name, results, segments)
+        observe_search(library_name, "image", started)
         return ImageQueryResult(results=results, segments=segments)
 
     def by_text(
@@ -284,6 +293,7 @@ class SearchService:
             ModeNotSupported: the library is in ``item_search`` mode, or its model has no
                 text tower. Otherwise as ``by_image``.
         """
+        started = time.perf_counter()
         check_library_name(library_name)
         top_k = check_top_k(top_k)
         _check_flag(collapse_duplicates, "collapse_duplicates")
@@ -298,7 +308,9 @@ class SearchService:
         if collapse_duplicates:
             results = self._collapsed(library_name, results)
         results = results[:top_k]
-        return self._with_bytes(library_name, results, None)[0] if return_image_bytes else results
+        results = self._with_bytes(library_name, results, None)[0] if return_image_bytes else results
+        observe_search(library_name, "text", started)
+        return results
 
     def _text_query(self, library: LibraryRecord, model: Embedder, query_text: object) -> tuple[str, np.ndarray]:
         """(field to search, (dim,) float32 query vector) of a checked ``query_text``.
@@ -347,6 +359,7 @@ class SearchService:
             InvalidParameter (400, naming ``image_id``, ``top_k``, ...), InvalidFilter (400),
             LibraryNotFound, ImageNotFound (404), ModelMismatch, ModelUnavailable (400).
         """
+        started = time.perf_counter()
         check_library_name(library_name)
         check_image_id(image_id)
         top_k = check_top_k(top_k)
@@ -366,23 +379,27 @@ class SearchService:
         if collapse_duplicates:
             results = self._collapsed(library_name, results)
         results = results[:top_k]
-        return self._with_bytes(library_name, results, None)[0] if return_image_bytes else results
+        results = self._with_bytes(library_name, results, None)[0] if return_image_bytes else results
+        observe_search(library_name, "image_id", started)
+        return results
 
     def _regions(
         self, picture: Image.Image, mode: str, segmented: bool
     ) -> tuple[Detection | None, list[Detection | None]]:
         """(the plain query's region, the segments' regions); ``None`` is the whole image.
 
-        The plain query's region is the main item in ``item_search`` (whole image when
-        nothing is detected), the whole image in ``general_search``. Segments: up to
-        ``MAX_SEGMENTS`` detected items, or one whole-image segment; none unless
+        The plain query's region is the main item in ``item_search`` (``None`` also when
+        nothing is detected: the caller answers no results then), the whole image in
+        ``general_search``. Segments: up to ``MAX_SEGMENTS`` detected items, else one
+        whole-image segment in ``general_search`` and none in ``item_search``; none unless
         ``segmented``. The detector runs (once) only when one of them needs it.
         """
         detections: list[Detection] = []
         if segmented or mode == "item_search":
             detections = self._detector().detect(picture, max_items=MAX_SEGMENTS if segmented else 1)
         main = detections[0] if detections and mode == "item_search" else None
-        return main, ((list(detections) or [None]) if segmented else [])
+        whole: list[Detection | None] = [] if mode == "item_search" else [None]  # item_search: no item, no segment
+        return main, ((list(detections) or whole) if segmented else [])
 
     def _ranked(
         self, library: str, query: np.ndarray, top_k: int, node, model: Embedder,
