@@ -34,6 +34,12 @@ def eval_images(
     model: str | None = typer.Option(None, "--model", help="Model id (default efficientnet-lite0)."),
     mode: str = typer.Option("general_search", "--mode", help="Library mode to evaluate."),
     no_text: bool = typer.Option(False, "--no-text", help="Skip text->image queries."),
+    languages: str | None = typer.Option(
+        None, "--languages", metavar="fr,es,...",
+        help="Also run the text queries translated into these languages (columns of --translations)."),
+    translations: Path | None = typer.Option(
+        None, "--translations", exists=True, dir_okay=False, metavar="FILE.csv",
+        help="Translated queries: label,<lang>,... (default: the packaged corel1k file)."),
     json_out: Path | None = typer.Option(None, "--json", help="Write the figures as JSON here."),
     data_dir: Path | None = DataDir,
 ) -> None:
@@ -56,15 +62,17 @@ def eval_images(
                 progress.update(phases[name], completed=done)
 
             figures = evaluate_dataset(dataset_dir, settings=settings, model_id=model, mode=mode, text=not no_text,
-                                       progress=lambda n: progress.advance(task, n), phase=phase)
-    except LookalikeError as exc:
+                                       languages=[x.strip() for x in (languages or "").split(",") if x.strip()],
+                                       translations=translations, progress=lambda n: progress.advance(task, n),
+                                       phase=phase)
+    except (LookalikeError, ValueError) as exc:
         fail(exc)
     figures = {"dataset": dataset_dir.name, "model": model or settings.default_model, "mode": mode, **figures}
     table = Table("metric", "value", title=f"lookalike eval images {dataset_dir.name}")
     for key, value in figures.items():
-        if isinstance(value, dict):  # score bands: one row per band
+        if isinstance(value, dict):  # score bands, languages: one row per band / language
             for band, cell in value.items():
-                table.add_row(f"{key} {band}", ", ".join(f"{k} {v}" for k, v in cell.items()))
+                table.add_row(f"{key} {band}", ", ".join(f"{k} {v}" for k, v in cell.items() if not isinstance(v, dict)))
         else:
             table.add_row(key, "-" if value is None else str(value))
     console.print(table)
