@@ -22,7 +22,7 @@ def test_create_get_list_delete_library(client):
     assert body["status"] == "SUCCESS" and body["message"] is None
     assert body["data"]["mode"] == "item_search"
     assert body["data"]["model"] == "efficientnet-lite0"
-    assert body["data"]["dims"] == {"visual": 1280, "semantic": 384}
+    assert body["data"]["dims"] == {"visual": 1280, "semantic": 768}
     assert body["data"]["image_count"] == 0
 
     assert client.get(f"{API}/libraries/shop_a_tops").json()["data"]["library_name"] == "shop_a_tops"

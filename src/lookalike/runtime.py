@@ -23,6 +23,7 @@ from .service.detection import DetectorProvider, default_detector
 from .service.importer import Importer
 from .service.index_keys import IndexKeyService
 from .service.libraries import LibraryService, ModelProvider
+from .service.metrics import timed_detector, timed_models
 from .service.search import SearchService
 from .service.thumbnails import ThumbnailService
 from .store import EmbeddedStore, Store
@@ -76,6 +77,8 @@ class Runtime:
             def models(model_id: str):
                 return load_model(model_id, cache_dir)
 
+        # Inference time goes to GET /metrics (service/metrics.py).
+        models, detector = timed_models(models), timed_detector(detector)
         private_dir(settings.data_dir)
         DECODE_BUDGET.configure(settings.decode_budget_pixels)
         return_freed_decodes_to_os()

@@ -12,7 +12,7 @@ from fastapi.staticfiles import StaticFiles
 
 from .. import __version__
 from ..runtime import Runtime
-from . import envelope, errors, openapi_docs
+from . import envelope, errors, observability, openapi_docs
 from .constructor import create_constructor_app
 from .cors import ScopedCORS
 from .creator_routes import router as creator_router
@@ -52,6 +52,7 @@ def create_app(runtime: Runtime, *, warm: bool = False) -> FastAPI:
     app.state.runtime = runtime
     errors.install(app, envelope.render)
     app.add_middleware(BodySizeLimit, max_bytes=runtime.settings.max_request_bytes)
+    observability.install(app, runtime)  # request ids, access log, /metrics, /healthz
     settings = runtime.settings
     if settings.cors_faces and settings.cors_origins:
         app.add_middleware(ScopedCORS, faces=settings.cors_faces, origins=settings.cors_origins)
@@ -67,10 +68,6 @@ def create_app(runtime: Runtime, *, warm: bool = False) -> FastAPI:
     for face_app, face in ((app, openapi_docs.OPERATOR), (constructor, openapi_docs.CONSTRUCTOR),
                            (modash, openapi_docs.MODASH)):
         openapi_docs.install(face_app, face)
-
-    @app.get("/healthz", include_in_schema=False)
-    def healthz() -> dict:
-        return {"status": "ok"}
 
     # The search page's scripts and styles (plain files, no build step).
     app.mount("/web", StaticFiles(directory=WEB_DIR), name="web")

@@ -66,6 +66,10 @@ def _result(result: SearchResult) -> dict:
     out["image_base64"] = base64.b64encode(data).decode() if data is not None else None
     if out["segment"] is None:  # only segmented queries tag results with their segment
         del out["segment"]
+    if out["duplicates"] is None:  # only collapsing searches list duplicates
+        del out["duplicates"]
+    else:
+        out["duplicates"] = list(out["duplicates"])
     return out
 
 
@@ -92,6 +96,9 @@ def search_by_image(body: SearchByImageRequest, request: Request) -> dict:
         crop_type=body.search_crop_type,
         return_segments=body.return_segments,
         return_image_bytes=body.return_image_base64,
+        query_text=body.query_text,
+        text_weight=body.text_weight,
+        collapse_duplicates=body.collapse_duplicates,
     )
     data: dict = {"results": [_result(r) for r in found.results]}
     if found.segments is not None:
@@ -106,7 +113,8 @@ def search_by_image(body: SearchByImageRequest, request: Request) -> dict:
 def search_by_text(body: SearchByTextRequest, request: Request) -> dict:
     """Images matching a text description, best first (general_search libraries only)."""
     results = _rt(request).search.by_text(
-        body.library_name, body.query_text, body.top_k, body.tag_filter, body.return_image_base64
+        body.library_name, body.query_text, body.top_k, body.tag_filter, body.return_image_base64,
+        collapse_duplicates=body.collapse_duplicates,
     )
     return ok({"results": [_result(r) for r in results]})
 
@@ -118,7 +126,8 @@ def search_by_text(body: SearchByTextRequest, request: Request) -> dict:
 def search_by_image_id(body: SearchByImageIdRequest, request: Request) -> dict:
     """"More like this": images most similar to a stored image, which is left out of the results."""
     results = _rt(request).search.by_image_id(
-        body.library_name, body.image_id, body.top_k, body.tag_filter, body.return_image_base64
+        body.library_name, body.image_id, body.top_k, body.tag_filter, body.return_image_base64,
+        collapse_duplicates=body.collapse_duplicates,
     )
     return ok({"results": [_result(r) for r in results]})
 

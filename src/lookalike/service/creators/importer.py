@@ -29,6 +29,7 @@ from ...store.creator_types import (
 )
 from ..importer import BATCH_SIZE
 from ..local_files import read_local_file
+from ..metrics import IMPORTED_CREATORS
 from .lines import BadJson, ParsedCreator, ParsedPost, count_lines, parse_creator, read_jsonl
 
 __all__ = ["CreatorImportOutcome", "CreatorImporter", "count_lines", "parse_creator"]
@@ -144,6 +145,8 @@ class CreatorImporter:
         with ThreadPoolExecutor(self._workers) as pool:
             roots = None if local_files else (self._settings.import_roots or ())
             _Pipeline(self, items, base_dir, default_platform, pool, outcome, roots).run(progress)
+        for kind, done in (("imported", outcome.imported), ("unchanged", outcome.unchanged), ("failed", outcome.failed)):
+            IMPORTED_CREATORS.labels(outcome=kind).inc(len(done))
         return outcome
 
     def _parse(self, where: str, obj: object, base_dir: Path | None, default_platform: str | None) -> ParsedCreator:
