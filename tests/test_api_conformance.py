@@ -172,7 +172,8 @@ def test_required_response_fields_are_never_null(world):
 def test_stats_below_hidden_are_refused_at_import(world):
     line = {"userId": "neg", "username": "neg", "followersCount": 10,
             "posts": [_post("neg-1", "coffee", 1, time.time(), stats={"likesCount": -2})]}
-    r = world.client.post("/api/v1/creators/import", json={"platform": "instagram", "creators": [line]})
+    r = world.client.post("/api/v1/creators/import", json={"platform": "instagram", "creators": [line]},
+                          headers=admin_headers(world.runtime))
     assert r.status_code == 400
     assert r.json()["message"] == "creators[0].posts[0].stats.likesCount: must be an integer >= -1"
 
