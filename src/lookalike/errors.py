@@ -150,3 +150,11 @@ class CreatorNotFound(NotFound):
         super().__init__(f"Creator '{user_id}' not found on {platform}.")
         self.platform = platform
         self.user_id = user_id
+
+
+class StoreUnavailable(LookalikeError):
+    """The storage backend (a Milvus server) cannot be reached or did not answer in time
+    (HTTP 503). Retrying later may succeed; nothing of the failed write was acknowledged."""
+
+    http_status = 503
+    status = "STORE_UNAVAILABLE"
