@@ -11,7 +11,8 @@ from .service.detection import DetectorProvider, default_detector
 from .service.importer import Importer
 from .service.libraries import LibraryService, ModelProvider
 from .service.search import SearchService
-from .store import EmbeddedStore, Store
+from .store import Store
+from .store.backends import describe_store, open_store
 from .service.access import AccessService
 from .service.creator_import import CreatorImporter
 from .service.creator_search import CreatorSearchService
@@ -59,7 +60,9 @@ class Runtime:
                 return load_model(model_id, cache_dir)
 
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-        store = EmbeddedStore(settings.db_path, settings.index_dir)
+        store = open_store(
+            settings.store, db_path=settings.db_path, index_dir=settings.index_dir, bytes_path=settings.milvus_bytes_path
+        )
         libraries = LibraryService(store, models, settings.default_model)
         return cls(
             settings=settings,
@@ -70,6 +73,11 @@ class Runtime:
             detector=detector,
             models=models,
         )
+
+    @property
+    def backend(self) -> str:
+        """Where this runtime's image libraries live: ``embedded`` or ``milvus://host:port``."""
+        return describe_store(self.settings.store)
 
     def warm(self) -> None:
         """Load every library's model and vector index now rather than on its first search.

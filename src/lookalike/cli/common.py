@@ -19,7 +19,10 @@ DataDir = typer.Option(None, "--data-dir", envvar="LOOKALIKE_DATA_DIR", help="St
 
 
 def _runtime(data_dir: Optional[Path]) -> Runtime:
-    return Runtime.open(Settings.from_env(data_dir))
+    try:
+        return Runtime.open(Settings.from_env(data_dir))
+    except (ValueError, RuntimeError) as exc:  # a bad LOOKALIKE_STORE, a missing optional extra
+        _fail(exc)
 
 
 def _fail(exc: Exception) -> NoReturn:
