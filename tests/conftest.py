@@ -71,7 +71,7 @@ def milvus_server(tmp_path_factory):
     base = tmp_path_factory.mktemp("milvus")
     info = start_server(base, free_port())
     yield info
-    stop_server(base)
+    stop_server(base, timeout=5)
 
 
 @pytest.fixture

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import threading
 import time
 import uuid
@@ -150,6 +151,9 @@ class MilvusStore:
     def __init__(self, target: MilvusTarget, bytes_path: Path, *, search_ef: int = SEARCH_EF) -> None:
         self.target = target
         self.search_ef = search_ef
+        # pymilvus bounds its retries by ``timeout`` only when it is an int; a float means
+        # 75 retries with backoff, minutes against a server that is down.
+        self._t = max(1, math.ceil(target.timeout))
         self._alias = f"lookalike-{uuid.uuid4().hex[:12]}"
         self._bytes = _ByteStore(bytes_path)
         self._lock = threading.RLock()
@@ -225,7 +229,7 @@ class MilvusStore:
         coll = self._collections.get(name)
         if coll is not None:
             return coll
-        t = self.target.timeout
+        t = self._t
         if schema is not None and not utility.has_collection(name, using=self._alias, timeout=t):
             coll = Collection(name, schema, using=self._alias, consistency_level="Session", timeout=t)
             coll.create_index(field, index, timeout=t)
@@ -233,10 +237,10 @@ class MilvusStore:
             coll = Collection(name, using=self._alias)
         # pymilvus polls loading every 0.5 s; poll faster (a first load takes about 3 s).
         coll.load(timeout=t, _async=True)
-        deadline = time.monotonic() + max(t, 60.0)
+        deadline = time.monotonic() + max(t, 30.0)
         while utility.loading_progress(name, using=self._alias, timeout=t)["loading_progress"] != "100%":
             if time.monotonic() > deadline:
-                raise StoreUnavailable(f"Milvus did not load collection {name} within {max(t, 60.0):g} s")
+                raise StoreUnavailable(f"Milvus did not load collection {name} within {max(t, 30.0):g} s")
             time.sleep(0.05)
         self._collections[name] = coll
         return coll
@@ -281,7 +285,7 @@ class MilvusStore:
 
     def _library(self, name: str) -> _Library:
         rows = self._catalog().query(
-            f"name == {literal(name)}", output_fields=["info"], consistency_level="Session", timeout=self.target.timeout
+            f"name == {literal(name)}", output_fields=["info"], consistency_level="Session", timeout=self._t
         )
         if not rows:
             raise LibraryNotFound(name)
@@ -292,7 +296,7 @@ class MilvusStore:
         return self._image_collection(lib, next(iter(lib.dims)))
 
     def _query(self, coll: Any, expr: str, fields: list[str], **kw: Any) -> list[dict[str, Any]]:
-        return coll.query(expr, output_fields=fields, consistency_level="Session", timeout=self.target.timeout, **kw)
+        return coll.query(expr, output_fields=fields, consistency_level="Session", timeout=self._t, **kw)
 
     def _count(self, lib: _Library) -> int:
         rows = self._query(self._first(lib), _of(lib), ["count(*)"])
@@ -336,7 +340,7 @@ class MilvusStore:
             lib = _Library(name, info)
             for field in dims:  # collections first: a library is visible only once complete
                 self._image_collection(lib, field)
-            catalog.insert([[name], [info], [[0.0, 0.0]]], timeout=self.target.timeout)
+            catalog.insert([[name], [info], [[0.0, 0.0]]], timeout=self._t)
         return lib.record(0)
 
     def get_library(self, name: str, *, count: bool = True) -> LibraryRecord:
@@ -354,11 +358,11 @@ class MilvusStore:
         with self._milvus():
             lib = self._library(name)
             catalog = self._catalog()
-            catalog.delete(f"name == {literal(name)}", timeout=self.target.timeout)
+            catalog.delete(f"name == {literal(name)}", timeout=self._t)
             self._wrote(catalog)
             for field in lib.dims:
                 coll = self._image_collection(lib, field)
-                coll.delete(_of(lib), timeout=self.target.timeout)
+                coll.delete(_of(lib), timeout=self._t)
                 self._wrote(coll)
         self._bytes.delete(lib.token)
 
@@ -368,7 +372,7 @@ class MilvusStore:
         if lib.exact:
             return
         info = dict(lib.info, exact=True)
-        self._catalog().upsert([[lib.name], [info], [[0.0, 0.0]]], timeout=self.target.timeout)
+        self._catalog().upsert([[lib.name], [info], [[0.0, 0.0]]], timeout=self._t)
         lib.info, lib.exact = info, True
 
     # -- images --------------------------------------------------------------------------
@@ -416,14 +420,14 @@ class MilvusStore:
                 for field in lib.dims:
                     coll = self._image_collection(lib, field)
                     vecs = [np.asarray(i.vectors[field], dtype=np.float32) for i in new]
-                    coll.insert([pks, [lib.token] * len(pks), ids, metas, tags, vecs], timeout=self.target.timeout)
+                    coll.insert([pks, [lib.token] * len(pks), ids, metas, tags, vecs], timeout=self._t)
                     done.append(coll)
             except Exception:
                 # All or nothing: undo the fields already written (best effort; a failure
                 # here leaves rows that a retry with skip_existing will keep).
                 for coll in done:
                     try:
-                        coll.delete(f"pk in {pks}", timeout=self.target.timeout)
+                        coll.delete(f"pk in {pks}", timeout=self._t)
                         self._wrote(coll)
                     except Exception:  # noqa: BLE001
                         log.warning("could not undo a partial insert into %s", coll.name, exc_info=True)
@@ -487,7 +491,7 @@ class MilvusStore:
                 vec = np.asarray(row["vec"], np.float32)
                 coll.upsert(
                     [[row["pk"]], [lib.token], [row["image_id"]], [row["meta"]], [_storable(tags)], [vec]],
-                    timeout=self.target.timeout,
+                    timeout=self._t,
                 )
                 record = ImageRecord(image_id=row["image_id"], image_uri=row["meta"]["uri"], tags=dict(tags),
                                      created_at=row["meta"]["created_at"])
@@ -500,7 +504,7 @@ class MilvusStore:
             row = self._row(lib, image_id, ["pk"])
             for field in lib.dims:
                 coll = self._image_collection(lib, field)
-                coll.delete(f"pk in [{int(row['pk'])}]", timeout=self.target.timeout)
+                coll.delete(f"pk in [{int(row['pk'])}]", timeout=self._t)
                 self._wrote(coll)
         self._bytes.delete(lib.token, [image_id])
 
@@ -573,7 +577,7 @@ class MilvusStore:
             expr=expr,
             output_fields=["image_id", "meta", "tags"],
             consistency_level="Session",
-            timeout=self.target.timeout,
+            timeout=self._t,
         )
         found = []
         for hit in results[0]:

@@ -21,6 +21,7 @@ import urllib.error
 import urllib.request
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Callable
 
 __all__ = ["ServerInfo", "free_port", "server_status", "start_server", "stop_server"]
 
@@ -105,7 +106,7 @@ def start_server(base_dir: Path, port: int = 19530, timeout: float = 180.0) -> S
     if running is not None:
         if healthy:
             return running
-        _wait(running, timeout)
+        _wait(running, timeout, lambda: _alive(running.pid))
         return running
 
     config = milvus.MilvusServerConfig()
@@ -144,7 +145,7 @@ def start_server(base_dir: Path, port: int = 19530, timeout: float = 180.0) -> S
     info = ServerInfo(pid=proc.pid, port=int(port), health_port=health_port, base_dir=str(base_dir))
     (base_dir / STATE_FILE).write_text(json.dumps(asdict(info)))
     try:
-        _wait(info, timeout)
+        _wait(info, timeout, lambda: proc.poll() is None)
     except RuntimeError:
         stop_server(base_dir)
         raise
@@ -174,10 +175,10 @@ def _own_etcd_ports(base_dir: Path) -> None:
         milvus_yaml.write_text(text)
 
 
-def _wait(info: ServerInfo, timeout: float) -> None:
+def _wait(info: ServerInfo, timeout: float, running: Callable[[], bool]) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if not _alive(info.pid):
+        if not running():
             raise RuntimeError(f"Milvus exited while starting; see {info.base_dir}/logs")
         if _healthy(info.health_port):
             try:
