@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import NoReturn, Optional
+from typing import NoReturn
 
 import typer
 from rich.console import Console
@@ -18,14 +18,19 @@ err = Console(stderr=True)
 DataDir = typer.Option(None, "--data-dir", envvar="LOOKALIKE_DATA_DIR", help="State folder (default ~/.lookalike).")
 
 
-def _runtime(data_dir: Optional[Path]) -> Runtime:
+def open_runtime(data_dir: Path | None) -> Runtime:
+    """The runtime over ``data_dir`` (else ``$LOOKALIKE_DATA_DIR`` / ``~/.lookalike``); the caller closes it.
+
+    A bad ``LOOKALIKE_STORE`` or a missing optional extra exits with its message (code 2).
+    """
     try:
         return Runtime.open(Settings.from_env(data_dir))
-    except (ValueError, RuntimeError) as exc:  # a bad LOOKALIKE_STORE, a missing optional extra
-        _fail(exc)
+    except (ValueError, RuntimeError) as exc:
+        fail(exc)
 
 
-def _fail(exc: Exception) -> NoReturn:
+def fail(exc: Exception) -> NoReturn:
+    """Print ``exc``'s message on stderr and exit with code 2."""
     err.print(f"[red]error:[/red] {exc.message if isinstance(exc, LookalikeError) else exc}")
     raise typer.Exit(code=2)
 

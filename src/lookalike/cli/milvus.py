@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -11,7 +10,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from ..config import Settings
 from ..errors import LookalikeError
 from ..service import backends
-from .common import DataDir, _fail, _runtime, console, err
+from .common import DataDir, console, err, fail, open_runtime
 
 milvus_app = typer.Typer(
     help="Run the standalone Milvus server of the 'milvus' extra (development, tests).", no_args_is_help=True
@@ -19,24 +18,24 @@ milvus_app = typer.Typer(
 Port = typer.Option(19530, "--port", help="gRPC port clients connect to (LOOKALIKE_STORE=milvus://127.0.0.1:PORT).")
 
 
-def _dir(data_dir: Optional[Path]) -> Path:
+def _dir(data_dir: Path | None) -> Path:
     return backends.milvus_dir(Settings.from_env(data_dir))
 
 
 @milvus_app.command("start")
-def start(data_dir: Optional[Path] = DataDir, port: int = Port) -> None:
+def start(data_dir: Path | None = DataDir, port: int = Port) -> None:
     """Start Milvus in the background under DATA_DIR/milvus; returns once it answers."""
     where = _dir(data_dir)
     try:
         with console.status("starting Milvus (about 10 s)"):
             info = backends.start_server(where, port)
     except RuntimeError as exc:
-        _fail(exc)
+        fail(exc)
     console.print(f"Milvus is running (pid {info.pid}): export LOOKALIKE_STORE={info.uri}")
 
 
 @milvus_app.command("stop")
-def stop(data_dir: Optional[Path] = DataDir) -> None:
+def stop(data_dir: Path | None = DataDir) -> None:
     """Stop the Milvus server started under DATA_DIR/milvus."""
     if backends.stop_server(_dir(data_dir)):
         console.print("Milvus stopped")
@@ -45,7 +44,7 @@ def stop(data_dir: Optional[Path] = DataDir) -> None:
 
 
 @milvus_app.command("status")
-def status(data_dir: Optional[Path] = DataDir) -> None:
+def status(data_dir: Path | None = DataDir) -> None:
     """Say whether the Milvus server under DATA_DIR/milvus runs and answers (exit 1 if not)."""
     info, healthy = backends.server_status(_dir(data_dir))
     if info is None:
@@ -60,21 +59,21 @@ def status(data_dir: Optional[Path] = DataDir) -> None:
 def migrate(
     library: str,
     to: str = typer.Option(..., "--to", help="Target store: milvus://HOST:PORT (or 'embedded')."),
-    data_dir: Optional[Path] = DataDir,
+    data_dir: Path | None = DataDir,
 ) -> None:
     """Copy LIBRARY from the current store (LOOKALIKE_STORE) to another, without re-embedding.
 
     Resumable: re-running skips the images already copied. The source is left as it is.
     """
-    rt = _runtime(data_dir)
+    rt = open_runtime(data_dir)
     try:
         target_name = backends.describe(to)
         if target_name == rt.backend:
-            _fail(ValueError(f"library '{library}' is already on {target_name}"))
+            fail(ValueError(f"library '{library}' is already on {target_name}"))
         target = backends.open_target(rt.settings, to)
     except (ValueError, RuntimeError) as exc:
         rt.close()
-        _fail(exc)
+        fail(exc)
     columns = (TextColumn(f"copying to {target_name}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     try:
         with Progress(*columns, console=err) as progress:
@@ -87,7 +86,7 @@ def migrate(
                 progress=lambda done, total: progress.update(task, completed=done, total=total),
             )
     except LookalikeError as exc:
-        _fail(exc)
+        fail(exc)
     finally:
         target.close()
         rt.close()

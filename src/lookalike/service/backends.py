@@ -5,9 +5,9 @@ The CLI reaches the store layer only through here (and ``Runtime``).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from ..config import Settings
 from ..errors import InvalidParameter

@@ -9,9 +9,9 @@ What lives where:
   embedding field and size (Milvus 2.3 allows one vector field per collection), shared by the
   libraries with that field, which are told apart by ``lib`` (VARCHAR, the library's token:
   a library is a filter, not a collection to create and load, which takes seconds; not a
-  partition key either, as Milvus 2.3.5's upsert misroutes partition-key rows). Fields: ``pk`` INT64 primary key (import order), ``lib``, ``image_id``
-  VARCHAR(1024), ``meta`` JSON (``uri``, ``created_at``), ``tags`` JSON, ``vec``
-  FLOAT_VECTOR(dim) with an HNSW index (M 16, efConstruction 200, inner product = cosine
+  partition key either, as Milvus 2.3.5's upsert misroutes partition-key rows). Fields:
+  ``pk`` INT64 primary key (import order), ``lib``, ``image_id`` VARCHAR(1024), ``meta`` JSON
+  (``uri``, ``created_at``), ``tags`` JSON, ``vec`` FLOAT_VECTOR(dim) with an HNSW index (M 16, efConstruction 200, inner product = cosine
   on L2-normalised vectors). Every field's collection holds the tags, so each can filter.
 * Original image bytes (for ``return_image_base64``) stay out of Milvus: they live in a small
   SQLite file beside Lookalike's data dir (``<data_dir>/milvus-bytes.db``), keyed by the
@@ -41,9 +41,10 @@ import math
 import threading
 import time
 import uuid
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 

@@ -19,9 +19,9 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
 
 __all__ = ["ServerInfo", "free_port", "server_status", "start_server", "stop_server"]
 

@@ -26,11 +26,12 @@ from typing import Protocol
 import numpy as np
 from PIL import Image
 
-from ..errors import InvalidParameter, ModelMismatch
-from ..models.base import ScoreCalibration
-from ..scoring import to_score
-from ..store.creator_types import CreatorColumns, CreatorRecord, CreatorSnapshot, PostColumns, PostRecord
-from .creator_filters import CreatorQuery, check_platform
+from ...errors import InvalidParameter, ModelMismatch
+from ...models.base import ScoreCalibration
+from ...scoring import to_score
+from ...store.creator_types import CreatorColumns, CreatorRecord, CreatorSnapshot, PostColumns, PostRecord
+from .filters import CreatorQuery
+from .platforms import check_platform
 
 #: A post matches the query at a calibrated score >= 0.7. For efficientnet-lite0 0.7 is the knot at
 #: cosine 0.48, the 99th percentile of unrelated photo pairs (README, Scores), and the lower edge of
@@ -176,7 +177,7 @@ class CreatorSearchService:
         Args:
             platform: ``instagram`` or ``tiktok``.
             image: the decoded RGB query image.
-            query: validated filters (``creator_filters.parse_filters``).
+            query: validated filters (``filters.parse_filters``).
             page: 0-based; page p holds ranks [p * page_size, (p + 1) * page_size).
             page_size: profiles per page (Instagram 6; TikTok ``pageSize``).
 
