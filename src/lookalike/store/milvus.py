@@ -12,7 +12,8 @@ What lives where:
   partition key either, as Milvus 2.3.5's upsert misroutes partition-key rows). Fields:
   ``pk`` INT64 primary key (import order), ``lib``, ``image_id`` VARCHAR(1024), ``meta`` JSON
   (``uri``, ``created_at``), ``tags`` JSON, ``vec`` FLOAT_VECTOR(dim) with an HNSW index
-  (M 16, efConstruction 200, inner product = cosine on L2-normalised vectors). Every field's collection holds the tags, so each can filter.
+  (M 16, efConstruction 200, inner product = cosine on L2-normalised vectors). Every
+  field's collection holds the tags, so each can filter.
 * Original image bytes (for ``return_image_base64``) stay out of Milvus: they live in a small
   SQLite file beside Lookalike's data dir (``<data_dir>/milvus-bytes.db``), keyed by the
   library's token and the image id, written before the rows are inserted.
