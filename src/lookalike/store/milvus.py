@@ -588,6 +588,26 @@ class MilvusStore:
         found.sort(key=lambda t: (-t[0], t[1]))  # ties: the older import first
         return [Hit(image=record, similarity=sim) for sim, _, record in found]
 
+    def flush(self, library: str, timeout: float = 3600.0) -> None:
+        """Seal the library's rows and wait until Milvus has indexed them (HNSW is built on
+        sealed segments; rows still growing are searched by brute force). Optional: benchmarks
+        call it so they time the index, not the growing segment."""
+        from pymilvus import utility
+
+        with self._milvus():
+            lib = self._library(library)
+            for field in lib.dims:
+                coll = self._image_collection(lib, field)
+                coll.flush(timeout=int(timeout))
+                utility.wait_for_index_building_complete(coll.name, using=self._alias, timeout=int(timeout))
+                # Then until the query node serves every sealed segment with its index.
+                deadline = time.monotonic() + timeout
+                while time.monotonic() < deadline:
+                    segments = utility.get_query_segment_info(coll.name, using=self._alias, timeout=self._t)
+                    if all(seg.index_name and seg.state == 3 for seg in segments):  # 3: Sealed
+                        break
+                    time.sleep(0.5)
+
     def warm(self, library: str) -> None:
         """Open and load the library's collections. Raises ``LibraryNotFound``."""
         with self._milvus():
