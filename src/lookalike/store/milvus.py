@@ -233,8 +233,10 @@ class MilvusStore:
             return coll
         t = self._t
         if schema is not None and not utility.has_collection(name, using=self._alias, timeout=t):
-            coll = Collection(name, schema, using=self._alias, consistency_level="Session", timeout=t)
-            coll.create_index(field, index, timeout=t)
+            # Once per collection and server: allow a busy server more than one request's timeout.
+            slow = max(t, 120)
+            coll = Collection(name, schema, using=self._alias, consistency_level="Session", timeout=slow)
+            coll.create_index(field, index, timeout=slow)
         else:
             coll = Collection(name, using=self._alias)
         # pymilvus polls loading every 0.5 s; poll faster (a first load takes about 3 s).
