@@ -610,6 +610,16 @@ class MilvusStore:
                         break
                     time.sleep(0.5)
 
+    def compact(self, library: str) -> int:
+        """Ask Milvus to compact the library's collections now (it also does on its own; the
+        collections are shared, so this compacts other libraries' segments too). Returns 0: Milvus
+        reports no row count for it. Raises ``LibraryNotFound``."""
+        with self._milvus():
+            lib = self._library(library)
+            for field in lib.dims:
+                self._image_collection(lib, field).compact(timeout=self._t)
+        return 0
+
     def warm(self, library: str) -> None:
         """Open and load the library's collections. Raises ``LibraryNotFound``."""
         with self._milvus():
