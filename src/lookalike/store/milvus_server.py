@@ -23,6 +23,7 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 __all__ = ["ServerInfo", "free_port", "server_status", "start_server", "stop_server"]
 
@@ -110,6 +111,23 @@ def start_server(base_dir: Path, port: int = 19530, timeout: float = 180.0) -> S
         _wait(running, timeout, lambda: _alive(running.pid))
         return running
 
+    # Ports are checked free, then released for the server to bind: another server starting at
+    # the same moment can take one in between, so a start that fails that way is retried.
+    for attempt in range(3):
+        try:
+            return _launch(milvus, base_dir, port, timeout)
+        except _PortRace:
+            if attempt == 2:
+                raise RuntimeError(f"Milvus could not bind its ports; see {base_dir}/logs") from None
+            time.sleep(1 + attempt)
+    raise AssertionError("unreachable")
+
+
+class _PortRace(RuntimeError):
+    """The server exited at start because a port it was given was taken meanwhile."""
+
+
+def _launch(milvus: Any, base_dir: Path, port: int, timeout: float) -> ServerInfo:
     config = milvus.MilvusServerConfig()
     config.update(data_dir=str(base_dir), proxy_port=int(port))
     config.resolve_storage()
@@ -149,13 +167,18 @@ def start_server(base_dir: Path, port: int = 19530, timeout: float = 180.0) -> S
         _wait(info, timeout, lambda: proc.poll() is None)
     except RuntimeError:
         stop_server(base_dir)
+        if "address already in use" in (logs / "milvus-stderr.log").read_text(errors="replace")[-20000:]:
+            (logs / "milvus-stderr.log").unlink()
+            raise _PortRace() from None
         raise
     return info
 
 
+
+
 def _adjust_config(base_dir: Path) -> None:
-    """Turn the interim index off (below) and give the embedded etcd its own free ports. Its defaults (2379, 2380) are fixed, so a
-    second server on the host (a test run beside ``lookalike milvus start``) would crash;
+    """Turn the interim index off (below) and give the embedded etcd its own free ports. Its
+    defaults (2379, 2380) are fixed, so a second server on the host (a test run beside ``lookalike milvus start``) would crash;
     Milvus talks to it in-process, so only etcd itself uses these. Kept across restarts
     (etcd records its peer address with its data)."""
     etcd_conf = base_dir / "configs" / "etcd.yaml"
