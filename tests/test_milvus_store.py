@@ -186,11 +186,11 @@ def test_cli_lists_the_backend_and_migrates_both_ways(tmp_path, model_cache, mil
     assert "moved" in listing and milvus_server.uri in listing
     assert run("search", "moved", "--image", query, "--top-k", "3", store=uri) == want
 
-    run("library", "delete", "moved")  # from the embedded store, then back from Milvus
+    run("library", "delete", "moved", "--yes")  # from the embedded store, then back from Milvus
     out = run("migrate", "moved", "--to", "embedded", store=uri)
     assert f"copied {len(PHOTOS)}" in out
     assert run("search", "moved", "--image", query, "--top-k", "3") == want
-    run("library", "delete", "moved", store=uri)
+    run("library", "delete", "moved", "--yes", store=uri)
 
     bad = CliRunner().invoke(app, ["library", "list"], env={**env, "LOOKALIKE_STORE": "redis://x"})
     assert bad.exit_code == 2 and "LOOKALIKE_STORE" in bad.output

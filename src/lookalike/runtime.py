@@ -19,7 +19,9 @@ from .service.detection import DetectorProvider, default_detector
 from .service.importer import Importer
 from .service.index_keys import IndexKeyService
 from .service.libraries import LibraryService, ModelProvider
+from .service.metrics import timed_detector, timed_models
 from .service.search import SearchService
+from .service.thumbnails import ThumbnailService
 from .store import Store
 from .store.backends import describe_store, open_store
 from .store.creator_store import CreatorStore
@@ -63,6 +65,8 @@ class Runtime:
             def models(model_id: str):
                 return load_model(model_id, cache_dir)
 
+        # Inference time goes to GET /metrics (service/metrics.py).
+        models, detector = timed_models(models), timed_detector(detector)
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         store = open_store(
             settings.store, db_path=settings.db_path, index_dir=settings.index_dir, bytes_path=settings.milvus_bytes_path
@@ -153,6 +157,11 @@ class Runtime:
     def languages(self) -> Languages:
         """The language dictionary of the creator filters (package data)."""
         return Languages.load()
+
+    @cached_property
+    def thumbnails(self) -> ThumbnailService:
+        """Thumbnails of stored images for the web page, cached in memory."""
+        return ThumbnailService(self.store, self.settings.max_image_pixels)
 
     @cached_property
     def creator_importer(self) -> CreatorImporter:
