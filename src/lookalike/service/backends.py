@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..config import Settings
-from ..errors import InvalidParameter
+from ..errors import InvalidParameter, LibraryNotFound
 from ..store import FIELDS, NewImage, Store
 from ..store.backends import describe_store, open_store
 from ..store.milvus_server import ServerInfo, free_port, server_status, start_server, stop_server
@@ -76,11 +76,7 @@ def migrate_library(
     record = source.get_library(library)
     try:
         existing = target.get_library(library, count=False)
-    except Exception as exc:  # LibraryNotFound: create it; anything else propagates
-        from ..errors import LibraryNotFound
-
-        if not isinstance(exc, LibraryNotFound):
-            raise
+    except LibraryNotFound:
         target.create_library(library, record.mode, record.model_id, record.dims)
     else:
         if existing.model_id != record.model_id or existing.dims != record.dims or existing.mode != record.mode:
