@@ -167,6 +167,24 @@ def test_class_prompt_embeddings_are_cached(lite0, legacy) -> None:
                                   lite0.conse(np.eye(1000, dtype=np.float32)[:3] * 20))
 
 
+def test_prompt_cache_from_before_the_space_names_is_reused(legacy, tmp_path: Path) -> None:
+    """A cache dir upgraded in place holds ``class_prompts-<hash>.npy`` (no space in the name): it
+    is read, not encoded again, so an old id keeps the exact class embeddings it had."""
+    import shutil
+
+    from lookalike.models.efficientnet import EfficientNetConSE
+
+    folder = tmp_path / "efficientnet-lite0"
+    folder.mkdir()
+    (folder / "image-v1").symlink_to(legacy.cache_dir / "image-v1", target_is_directory=True)
+    key = legacy.prompt_cache_path.name.rsplit("-", 1)[1]
+    shutil.copy(legacy.prompt_cache_path, folder / f"class_prompts-{key}")
+    again = EfficientNetConSE("efficientnet-lite0", tmp_path, text_encoder=legacy.text_encoder)
+    assert again.prompt_cache_path.parent == folder and not again.prompt_cache_path.exists()
+    onehot = np.eye(1000, dtype=np.float32)[[0, 281, 967]] * 20
+    np.testing.assert_array_equal(again.conse(onehot), legacy.conse(onehot))
+
+
 def test_load_model_returns_one_instance_per_id(lite0, legacy, model_cache: Path) -> None:
     assert load_model(DEFAULT_MODEL_ID, model_cache) is lite0
     assert load_model("efficientnet-lite0", model_cache) is legacy

@@ -338,12 +338,16 @@ class EfficientNetConSE:
         """(1000, text dim) float32 embeddings of the class ``prompts``, cached in
         ``prompt_cache_path``."""
         path = self.prompt_cache_path
-        try:
-            emb = np.load(path)
-            if emb.shape == (NUM_CLASSES, self.text_encoder.dim):
-                return emb.astype(np.float32, copy=False)
-        except (OSError, ValueError):
-            pass
+        # Caches written before the names carried the text space hold the same key, so the
+        # same prompts in the same space: read them rather than encode again on upgrade.
+        legacy = path.with_name("class_prompts-" + path.name.rsplit("-", 1)[1])
+        for candidate in (path, legacy):
+            try:
+                emb = np.load(candidate)
+                if emb.shape == (NUM_CLASSES, self.text_encoder.dim):
+                    return emb.astype(np.float32, copy=False)
+            except (OSError, ValueError):
+                pass
         emb = self.text_encoder.encode_passages(prompts).astype(np.float32)
         path.parent.mkdir(parents=True, exist_ok=True)
         # Write-then-rename so a concurrent reader never sees a truncated file.
