@@ -23,7 +23,7 @@ def test_create_get_list_delete_library(client):
     body = r.json()
     assert body["status"] == "SUCCESS" and body["message"] is None
     assert body["data"]["mode"] == "item_search"
-    assert body["data"]["model"] == "efficientnet-lite0"
+    assert body["data"]["model"] == "efficientnet-lite0-multilingual"
     assert body["data"]["dims"] == {"visual": 1280, "semantic": 768}
     assert body["data"]["image_count"] == 0
 

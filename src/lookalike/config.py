@@ -10,7 +10,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-DEFAULT_MODEL = "efficientnet-lite0"
+DEFAULT_MODEL = "efficientnet-lite0-multilingual"  # = models.DEFAULT_MODEL_ID (tests check)
 
 
 def default_data_dir() -> Path:

@@ -12,7 +12,7 @@ from .service.creators.admin import CreatorAdmin
 from .service.creators.brands import Brands
 from .service.creators.dictionaries import Languages, Locations
 from .service.creators.gateway import CreatorGateway
-from .service.creators.importer import CreatorImporter
+from .service.creators.importer import CreatorImporter, creator_model_id
 from .service.creators.platforms import PLATFORMS
 from .service.creators.search import CreatorSearchService
 from .service.detection import DetectorProvider, default_detector
@@ -173,7 +173,7 @@ class Runtime:
     def creator_search(self) -> CreatorSearchService:
         """Creator search over ``creators``, embedding queries with the model the posts were embedded with."""
         assert self.models is not None, "Runtime.open sets models"
-        model = self.models(self.creators.model_id() or self.settings.default_model)
+        model = self.models(creator_model_id(self.creators.model_id(), self.settings.default_model))
         return CreatorSearchService(
             self.creators,
             lambda image: model.embed_images([image]).visual[0],

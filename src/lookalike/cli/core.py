@@ -62,7 +62,7 @@ def serve(
 def library_create(
     name: str,
     mode: str = typer.Option("general_search", help="general_search or item_search."),
-    model: str | None = typer.Option(None, help="Model id (default efficientnet-lite0)."),
+    model: str | None = typer.Option(None, help="Model id (default efficientnet-lite0-multilingual; README Models lists all)."),
     data_dir: Path | None = DataDir,
 ) -> None:
     """Create an empty library."""
