@@ -5,6 +5,8 @@ from __future__ import annotations
 from conftest import PHOTOS, b64, encode, photo
 
 API = "/api/v1/operators/image-search"
+# Every test here runs on the embedded store and on a real Milvus server (conftest.milvus_server).
+STORE_BACKENDS = ("embedded", "milvus")
 
 
 def _create(client, name="lib", mode="general_search", **extra):

@@ -22,7 +22,8 @@ from .service.libraries import LibraryService, ModelProvider
 from .service.metrics import timed_detector, timed_models
 from .service.search import SearchService
 from .service.thumbnails import ThumbnailService
-from .store import EmbeddedStore, Store
+from .store import Store
+from .store.backends import describe_store, open_store
 from .store.creator_store import CreatorStore
 from .store.index_keys import IndexKeyStore
 from .store.token_store import TokenStore
@@ -67,7 +68,9 @@ class Runtime:
         # Inference time goes to GET /metrics (service/metrics.py).
         models, detector = timed_models(models), timed_detector(detector)
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-        store = EmbeddedStore(settings.db_path, settings.index_dir)
+        store = open_store(
+            settings.store, db_path=settings.db_path, index_dir=settings.index_dir, bytes_path=settings.milvus_bytes_path
+        )
         libraries = LibraryService(store, models, settings.default_model)
         return cls(
             settings=settings,
@@ -78,6 +81,11 @@ class Runtime:
             detector=detector,
             models=models,
         )
+
+    @property
+    def backend(self) -> str:
+        """Where this runtime's image libraries live: ``embedded`` or ``milvus://host:port``."""
+        return describe_store(self.settings.store)
 
     def warm(self) -> None:
         """Load every library's model and vector index now rather than on its first search.
