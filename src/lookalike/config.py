@@ -10,7 +10,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-DEFAULT_MODEL = "efficientnet-lite0"
+DEFAULT_MODEL = "efficientnet-lite0-multilingual"  # = models.DEFAULT_MODEL_ID (tests check)
 
 
 def default_data_dir() -> Path:
@@ -51,6 +51,9 @@ class Settings:
             ``v2``, ``v1``, ``operator``); default ``("v2",)``.
         models_dir: ONNX export cache; default ``<data_dir>/models`` (``$LOOKALIKE_MODEL_CACHE``
             shares one cache between data dirs).
+        store: where image libraries live (``$LOOKALIKE_STORE``): ``embedded`` (SQLite + in-memory
+            index under the data dir) or a Milvus server, ``milvus://[USER:PASSWORD@]HOST:PORT[/DB]``
+            with options ``?secure=true&timeout=SECONDS&prefix=NAME_`` (see ``store/milvus_uri.py``).
     """
 
     data_dir: Path = field(default_factory=default_data_dir)
@@ -67,6 +70,7 @@ class Settings:
     search_key: str | None = None
     cors_origins: tuple[str, ...] = ("*",)
     cors_faces: tuple[str, ...] = ("v2",)
+    store: str = "embedded"
 
     # Every file name inside the data dir is here, and only here.
 
@@ -93,6 +97,11 @@ class Settings:
     @property
     def index_dir(self) -> Path:
         return self.data_dir / "index"
+
+    @property
+    def milvus_bytes_path(self) -> Path:
+        """Original image bytes of libraries kept in Milvus (Milvus holds vectors and tags)."""
+        return self.data_dir / "milvus-bytes.db"
 
     @property
     def model_cache_dir(self) -> Path:
@@ -126,4 +135,6 @@ class Settings:
             kwargs["cors_faces"] = tuple(f.strip() for f in v.split(",") if f.strip())
         if v := os.environ.get("LOOKALIKE_MODEL"):
             kwargs["default_model"] = v
+        if v := os.environ.get("LOOKALIKE_STORE"):
+            kwargs["store"] = v.strip()
         return cls(**kwargs)

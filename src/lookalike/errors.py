@@ -221,3 +221,11 @@ class AdminRequired(Unauthorized):
 
     status = "UNAUTHORIZED"
     code = "admin_token_invalid"
+
+
+class StoreUnavailable(LookalikeError):
+    """The storage backend (a Milvus server) cannot be reached or did not answer in time
+    (HTTP 503). Retrying later may succeed; nothing of the failed write was acknowledged."""
+
+    http_status = 503
+    status = "STORE_UNAVAILABLE"

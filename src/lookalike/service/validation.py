@@ -13,8 +13,6 @@ MAX_IMAGE_ID_CHARS = 256
 MAX_TAGS = 100
 MAX_TAG_KEY_CHARS = 128
 MAX_TAG_VALUE_CHARS = 2048
-#: Largest integer tag magnitude: SQLite stores 64-bit signed integers.
-MAX_TAG_INT = 2**63 - 1
 
 
 def check_library_name(name: object, field: str = "library_name") -> str:
@@ -62,8 +60,6 @@ def check_tags(tags: object, field: str = "tags") -> dict[str, object]:
         if isinstance(value, (int, float)):
             if isinstance(value, float) and not math.isfinite(value):
                 raise InvalidParameter(f"{where}: numbers must be finite")
-            if isinstance(value, int) and not -MAX_TAG_INT <= value <= MAX_TAG_INT:
-                raise InvalidParameter(f"{where}: integers must be within +-{MAX_TAG_INT} (SQLite's 64-bit range)")
             continue
         if isinstance(value, str):
             if len(value) > MAX_TAG_VALUE_CHARS:
