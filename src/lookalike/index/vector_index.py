@@ -47,7 +47,7 @@ from typing import Final
 import hnswlib
 import numpy as np
 
-from .persist import RowFile, read_meta, remove_unreferenced, write_meta
+from .persist import META_NAME, RowFile, read_meta, remove_unreferenced, write_meta
 
 __all__ = ["VectorIndex", "SearchPath"]
 
@@ -371,6 +371,10 @@ class VectorIndex:
             self._dir.mkdir(parents=True, exist_ok=True)
             if not self._take_ownership():
                 raise RuntimeError(f"{self._dir}: vector index in use by another process")
+            # A new index replaces whatever was there (a damaged or outdated cache).
+            with contextlib.suppress(FileNotFoundError):
+                (self._dir / META_NAME).unlink()
+            remove_unreferenced(self._dir, {_LOCK_NAME})
         self._vecs = self._new_rows("vectors", self.dim, "<f4")
         self._keys = self._new_rows("keys", 1, "<i8")
         self._live = np.zeros(0, dtype=bool)

@@ -16,7 +16,7 @@ import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 
@@ -337,6 +337,63 @@ class Catalog(SQLiteStore):
             vectors=vectors,
             deleted=np.fromiter((r["row_id"] for r in deleted), dtype=np.int64, count=len(deleted)),
         )
+
+    def iter_changes(
+        self, library_id: int, seq: int, dims: dict[str, int], *, with_vectors: bool = True, batch: int = 8192
+    ) -> Iterator[ChangedRows]:
+        """``changes_since`` in chunks of at most ``batch`` rows, so memory stays bounded.
+
+        Rows are those written after ``seq`` up to the library's ``seq`` when the call starts
+        (the first chunk's ``seq``; later writes are left for the next catch-up), read in
+        ``row_id`` order; the first chunk also carries every deletion in that range. Each chunk
+        is its own read transaction: a row changed meanwhile moves past the range and is read
+        by the next catch-up, a row deleted meanwhile is simply not read.
+        """
+        with self._read() as conn:
+            row = conn.execute("SELECT seq FROM libraries WHERE id = ?", (library_id,)).fetchone()
+            now_seq = row["seq"] if row else seq
+            count = conn.execute(
+                "SELECT COUNT(*) FROM images WHERE library_id = ? AND seq > ? AND seq <= ?", (library_id, seq, now_seq)
+            ).fetchone()[0]
+            deleted = conn.execute(
+                "SELECT row_id FROM deletions WHERE library_id = ? AND seq > ? AND seq <= ?", (library_id, seq, now_seq)
+            ).fetchall()
+        gone = np.fromiter((r["row_id"] for r in deleted), dtype=np.int64, count=len(deleted))
+        columns = "visual, semantic" if with_vectors else "NULL AS visual, NULL AS semantic"
+        # Few changed rows: one read through the (library_id, seq) index. Many (opening a
+        # library): page through the table in row_id order (NOT INDEXED makes SQLite walk the
+        # rowid b-tree from the cursor instead of sorting the whole seq index per page).
+        paged = count > batch
+        cursor = -1
+        while True:
+            with self._read() as conn:
+                if paged:
+                    rows = conn.execute(
+                        f"SELECT row_id, image_id, image_uri, tags, created_at, {columns} FROM images NOT INDEXED"
+                        " WHERE row_id > ? AND library_id = ? AND seq > ? AND seq <= ? ORDER BY row_id LIMIT ?",
+                        (cursor, library_id, seq, now_seq, batch),
+                    ).fetchall()
+                else:
+                    rows = conn.execute(
+                        f"SELECT row_id, image_id, image_uri, tags, created_at, {columns} FROM images"
+                        " WHERE library_id = ? AND seq > ? AND seq <= ? ORDER BY row_id",
+                        (library_id, seq, now_seq),
+                    ).fetchall()
+            yield _changed(rows, dims, now_seq, gone)
+            gone = np.zeros(0, dtype=np.int64)
+            if not paged or len(rows) < batch:
+                return
+            cursor = rows[-1]["row_id"]
+
+
+def _changed(rows: list[sqlite3.Row], dims: dict[str, int], seq: int, deleted: np.ndarray) -> ChangedRows:
+    row_ids = np.fromiter((r["row_id"] for r in rows), dtype=np.int64, count=len(rows))
+    vectors: dict[str, np.ndarray] = {}
+    for f, dim in dims.items():
+        if rows and rows[0][f] is not None:
+            buf = b"".join(r[f] for r in rows)
+            vectors[f] = np.frombuffer(buf, dtype=np.float32).reshape(len(rows), dim)
+    return ChangedRows(seq=seq, row_ids=row_ids, images=[_image(r) for r in rows], vectors=vectors, deleted=deleted)
 
 
 def _blob(vector: np.ndarray) -> bytes:
