@@ -17,6 +17,7 @@ from .service.creator_import import CreatorImporter
 from .service.creator_search import CreatorSearchService
 from .service.dictionaries import Languages, Locations
 from .store.creator_store import CreatorStore
+from .store.post_index import GraphPostIndex
 from .store.creator_types import PLATFORMS
 from .store.index_keys import KEYS_DB_NAME, IndexKeyStore
 from .store.token_store import TokenStore
@@ -92,7 +93,7 @@ class Runtime:
             if platforms:
                 self.creator_search  # noqa: B018 - loads the model
             for platform in platforms:
-                self.creators.snapshot(platform)
+                self.post_index.warm(self.creators.snapshot(platform))
         except Exception:  # noqa: BLE001 - warming is best effort by design
             log.warning("could not warm creator search", exc_info=True)
 
@@ -137,7 +138,13 @@ class Runtime:
             lambda image: model.embed_images([image]).visual[0],
             self.locations.expand,
             calibration=model.info.image_calibration,
+            post_index=self.post_index,
         )
+
+    @cached_property
+    def post_index(self) -> GraphPostIndex:
+        """Candidate stage of creator search on large platforms (built in the background)."""
+        return GraphPostIndex()
 
     def close(self) -> None:
         for name in ("keys", "creators", "tokens"):  # opened by cached_property, if at all

@@ -85,6 +85,18 @@ class RowFile:
             raise ValueError(f"{path}: {size} bytes, fewer than {self.rows} rows of {self._row_bytes}")
         self._data = self._map(size // self._row_bytes)
 
+    @classmethod
+    def wrap(cls, array: np.ndarray) -> RowFile:
+        """Rows in RAM over an existing ``(rows, width)`` array, without copying it (an append
+        copies it into a new buffer first)."""
+        out = cls.__new__(cls)
+        out.path, out.private = None, False
+        out.width, out.dtype = int(array.shape[1]), array.dtype
+        out.rows = int(array.shape[0])
+        out._row_bytes = out.width * out.dtype.itemsize
+        out._data = array
+        return out
+
     def _map(self, capacity: int) -> np.ndarray:
         assert self.path is not None
         if capacity == 0:

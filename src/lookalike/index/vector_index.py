@@ -389,6 +389,27 @@ class VectorIndex:
         # when replacement of deleted points is enabled.
         self._graph_dead: set[int] = set()
 
+    @classmethod
+    def over(cls, vectors: np.ndarray, **options: int) -> VectorIndex:
+        """An index in RAM whose keys are the row numbers of ``vectors`` ((n, dim) float32,
+        L2-normalised rows, not checked), searching that array in place (no copy of the full
+        vectors; the compact rows and the graph are built when n >= ``hnsw_min_size``).
+
+        For a read-only matrix such as a creator-post snapshot; ``options`` as for the
+        constructor (without ``directory``).
+        """
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        index = cls(int(vectors.shape[1]), **options)
+        n = int(vectors.shape[0])
+        index._vecs = RowFile.wrap(vectors)
+        index._keys = RowFile.wrap(np.arange(n, dtype=np.int64)[:, None])
+        index._live = np.ones(n, dtype=bool)
+        index._n_live = n
+        index._map.set(np.arange(n, dtype=np.int64), np.arange(n, dtype=np.int64), n)
+        if n >= index.hnsw_min_size:
+            index._build_graph()
+        return index
+
     def _new_rows(self, kind: str, width: int, dtype: str) -> RowFile:
         if self._dir is None:
             return RowFile(None, width, dtype)

@@ -1,0 +1,105 @@
+"""Creator search with the ANN candidate stage returns the exact scan's pages.
+
+A demo-sized platform (600 creators x 20 posts, profile facts drawn as ``lookalike creators
+demo`` draws them, synthetic niche embeddings: ``evaluation.synthetic_creators``) is searched
+twice: every counted post scored (the exact scan) and through ``GraphPostIndex`` (HNSW over
+compact projections, grown until the page is provably the exact one). Pages, relevances and
+matched posts must be equal, with and without profile and post filters.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from lookalike.evaluation.creator_demo import REFERENCE_DATE
+from lookalike.evaluation.synthetic_creators import SyntheticSpace, write_synthetic_platform
+from lookalike.models.efficientnet import _IMAGE_CALIBRATION as IMAGE_CALIBRATIONS
+from lookalike.service.creator_filters import parse_filters
+from lookalike.service.creator_search import CreatorSearchService
+from lookalike.service.dictionaries import Locations
+from lookalike.store.creator_store import CreatorStore
+from lookalike.store.post_index import GraphPostIndex
+
+PLATFORM = "tiktok"
+LOCATIONS = Locations.load()
+
+
+class Recording:
+    """A ``PostIndex`` that records how many candidates each call returned."""
+
+    def __init__(self, inner: GraphPostIndex) -> None:
+        self.inner, self.calls = inner, []
+
+    def top_posts(self, snapshot, vector, counted, limit):
+        found = self.inner.top_posts(snapshot, vector, counted, limit)
+        self.calls.append((len(counted), limit, None if found is None else len(found[0])))
+        return found
+
+    def warm(self, snapshot):
+        self.inner.warm(snapshot)
+
+
+@pytest.fixture(scope="module")
+def platform(tmp_path_factory):
+    space = SyntheticSpace.make(27, 1280, seed=3)
+    store = CreatorStore(tmp_path_factory.mktemp("creators") / "creators.db")
+    write_synthetic_platform(store, space, 600, 20, seed=11, platform=PLATFORM, locations=LOCATIONS)
+    rng = np.random.default_rng(5)
+    queries = space.draw(rng, rng.integers(0, 27, 8))
+    yield store, queries
+    store.close()
+
+
+def services(store, queries, post_index):
+    images = [Image.new("RGB", (1, 1), (i, 0, 0)) for i in range(len(queries))]
+    kw = dict(
+        expand_locations=LOCATIONS.expand, clock=lambda: REFERENCE_DATE.timestamp(),
+        calibration=IMAGE_CALIBRATIONS["efficientnet-lite0"],
+    )
+    embed = lambda image: queries[image.getpixel((0, 0))[0]]  # noqa: E731 - the query vector of a token image
+    exact = CreatorSearchService(store, embed, **kw)
+    ann = CreatorSearchService(store, embed, post_index=post_index, **kw)
+    return images, exact, ann
+
+
+FILTERS = [
+    None,
+    {"followersCount": {"min": 30_000}},
+    {"gender": "FEMALE", "age": {"min": 18, "max": 35}},
+    {"locations": [LOCATIONS.by_code("US").id]},
+    {"contentType": "video", "maxPostAgeMonths": 6},
+    {"lastPostedInDays": 30},
+]
+
+
+@pytest.mark.parametrize("filters", FILTERS, ids=lambda f: "none" if f is None else "+".join(f))
+def test_candidate_stage_pages_equal_the_exact_scan(platform, filters):
+    store, queries = platform
+    recording = Recording(GraphPostIndex(min_posts=1000, background=False))
+    images, exact, ann = services(store, queries, recording)
+    query = parse_filters(PLATFORM, filters)
+    compared = 0
+    for image in images:
+        for page in (0, 1, 4):
+            want = exact.search(PLATFORM, image, query, page, 6)
+            got = ann.search(PLATFORM, image, query, page, 6)
+            assert [p.creator.user_id for p in got.profiles] == [p.creator.user_id for p in want.profiles]
+            assert [p.relevance for p in got.profiles] == [p.relevance for p in want.profiles]
+            for a, b in zip(got.profiles, want.profiles, strict=True):
+                assert [(p.post_id, s) for p, s in a.matched_posts] == [(p.post_id, s) for p, s in b.matched_posts]
+            assert got.total <= want.total and got.total >= min(want.total, (page + 1) * 6)
+            compared += len(want.profiles)
+    assert compared > 0
+    # the candidate stage really answered (not only the exact fallback)
+    assert any(found is not None and found < counted for counted, _, found in recording.calls)
+
+
+def test_without_an_index_of_the_snapshot_the_search_is_exact(platform):
+    store, queries = platform
+    images, exact, ann = services(store, queries, GraphPostIndex(min_posts=10**9))
+    query = parse_filters(PLATFORM, None)
+    for image in images[:3]:
+        want, got = exact.search(PLATFORM, image, query, 0, 6), ann.search(PLATFORM, image, query, 0, 6)
+        assert got.total == want.total and [p.relevance for p in got.profiles] == [p.relevance for p in want.profiles]
