@@ -450,7 +450,7 @@ def test_save_load_empty(tmp_path):
     )
 
 
-def test_on_disk_index_reopens_with_its_graph_and_memory_mapped_rows(tmp_path, rng):
+def test_on_disk_index_reopens_with_its_graph_and_memory_mapped_rows(tmp_path, rng, monkeypatch):
     """A saved index opens without rebuilding its graph and without reading its vectors."""
     dim, n = 600, 3000  # > 1.5 x compact_dim: candidates come from projected rows
     vecs = clustered(rng, n, dim)
@@ -472,7 +472,8 @@ def test_on_disk_index_reopens_with_its_graph_and_memory_mapped_rows(tmp_path, r
     for q, w in zip(queries, want, strict=True):
         assert_same(loaded.search(q, 10), w)
     # graph candidates re-ranked exactly: the scores are the exact ones of the returned keys
-    keys, sims, path = loaded.search_with_path(queries[0], 3)
+    monkeypatch.setattr(vi, "HNSW_MAX_FETCH_FRACTION", 1.0)  # small index: allow the graph path
+    keys, sims, path = loaded.search_with_path(queries[0], 10)
     assert path == SearchPath.HNSW
     np.testing.assert_allclose(sims, vecs[keys] @ queries[0], rtol=0, atol=1e-5)
     # a second owner in the same directory opens read-only and never writes the files

@@ -158,6 +158,18 @@ class RowFile:
         finally:
             os.close(fd)
 
+    def trim(self) -> None:
+        """Shrink the file to the valid rows (dropping pre-allocated space) and fsync it."""
+        if self.path is None or self.private:
+            return
+        self.flush()
+        if self.capacity > self.rows:
+            with open(self.path, "r+b") as f:
+                f.truncate(self.rows * self._row_bytes)
+                os.fsync(f.fileno())
+            # Pages past the new end must not be touched through the old, longer map (SIGBUS).
+            self._data = self._map(self.rows)
+
     def copy_to(self, path: Path, slots: np.ndarray | None = None) -> RowFile:
         """A new file at ``path`` holding the valid rows (or the rows ``slots``), fsynced.
 

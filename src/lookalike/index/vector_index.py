@@ -107,8 +107,9 @@ _GROWTH: Final = 1.5
 # exact re-rank; README, Storage): a scan of 256-d projections re-ranking its best 100 / 200
 # gave 0.990 / 0.994, 128-d only 0.962 / 0.975.
 COMPACT_DIM: Final = 256
-# Candidates re-ranked exactly per wanted result, and at least this many: graph candidates at
-# 256-d reach recall@10 0.974 with 200 and need ~400 for 0.98+.
+# Candidates re-ranked exactly: RERANK_PER_K per wanted result up to 10 results, then 2 more per
+# result (a deep request, e.g. creator search's 512 candidates, needs a thinner margin), at least
+# RERANK_MIN. Graph candidates at 256-d reached recall@10 0.974 with 200 and need ~400 for 0.98+.
 RERANK_PER_K: Final = 40
 RERANK_MIN: Final = 200
 # A filter passing at most this many rows is always scanned exactly in full precision: a gather
@@ -739,7 +740,7 @@ class VectorIndex:
             zq = q if self._proj is None else q @ self._proj
             # Unprojected graph candidates are already ranked by the full vectors; projected
             # ones need a deeper pool for the exact re-rank to recover the true top-k.
-            fetch_all = k if self._proj is None else max(self.ef_search, RERANK_PER_K * k)
+            fetch_all = k if self._proj is None else max(self.ef_search, _pool(k))
 
             if allowed_keys is None:
                 live = self._live_slot_array()
@@ -804,11 +805,11 @@ class VectorIndex:
         self, q: np.ndarray, zq: np.ndarray, k: int, slots: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
         """Top-k over the rows ``slots``: a scan of the compact rows for the best
-        ``RERANK_PER_K * k`` (at least ``RERANK_MIN``), re-ranked exactly; an exact scan when
+        ``_pool(k)``, re-ranked exactly; an exact scan when
         the index is not projected."""
         if self._compact is None:
             return self._exact(q, k, slots)
-        want = max(RERANK_PER_K * k, RERANK_MIN)
+        want = _pool(k)
         scores = self._scan(self._compact.view(), zq, slots)
         total = scores.shape[0]
         if want < total:
@@ -917,7 +918,7 @@ class VectorIndex:
         gen = self._gen
         for rows in (self._vecs, self._keys, self._compact):
             if rows is not None:
-                rows.flush()
+                rows.trim()
         files = dict(self._files)
         n = self._vecs.rows
         files["live"] = f"live.{gen}.u8"
@@ -1069,6 +1070,11 @@ class VectorIndex:
 
 
 # --------------------------------------------------------------------------------------------
+
+
+def _pool(k: int) -> int:
+    """Candidates to re-rank exactly for k results (see RERANK_PER_K)."""
+    return max(RERANK_MIN, RERANK_PER_K * min(k, 10) + 2 * max(0, k - 10))
 
 
 def _label(key: int) -> int:

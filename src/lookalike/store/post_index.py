@@ -22,9 +22,9 @@ from .creator_types import CreatorSnapshot
 
 log = logging.getLogger(__name__)
 
-#: Below this many posts a platform is always scanned exactly: one matrix-vector product over
-#: 20k x 1280-d rows costs ~5 ms, less than the candidate rounds would.
-MIN_INDEXED_POSTS = 20_000
+#: Below this many posts a platform is always scanned exactly: at 30k x 1280-d the exact scan
+#: measured 8.6 ms p50, the candidate rounds more (benchmarks/scale.py).
+MIN_INDEXED_POSTS = 50_000
 
 
 class PostIndex(Protocol):
@@ -79,7 +79,8 @@ class GraphPostIndex:
         index = self._index(snapshot)
         if index is None:
             return None
-        rows, cosines = index.search(vector, limit, counted)
+        everything = len(counted) == len(snapshot.posts)  # no filter: the unfiltered graph path
+        rows, cosines = index.search(vector, limit, None if everything else counted)
         return rows, cosines
 
     def warm(self, snapshot: CreatorSnapshot) -> None:
