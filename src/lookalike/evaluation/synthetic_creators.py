@@ -4,7 +4,9 @@ Profiles are drawn as ``lookalike creators demo`` draws them (``creator_demo``: 
 engagement, gender, age, market location and language, brands, video share); posts carry
 synthetic embeddings instead of photos, so a million posts cost no model time: ``niches`` unit
 centres in ``dim`` dimensions plus a shared offset (real CNN features are mostly positively
-correlated), each creator with one or two niches and 80-90 % of its posts drawn around them, a
+correlated), with variance along axis i falling as 1 / (i + 1) as in
+``benchmarks/filtered_recall.make_clustered`` (learned embeddings spread their variance over a
+few dozen directions; isotropic noise would be a much harder case for any compact form), each creator with one or two niches and 80-90 % of its posts drawn around them, a
 post being ``centre + 0.6 * offset + spread * noise`` normalised, with ``spread`` uniform in
 0.6..1.4 so same-niche cosines straddle the match threshold (cosine 0.48 for
 efficientnet-lite0) as real same-class photos do. Queries are fresh draws around a niche.
@@ -50,19 +52,23 @@ class SyntheticSpace:
     centres: np.ndarray  # (niches, dim) float32, unit rows
     offset: np.ndarray  # (dim,) float32, unit
 
+    scale: np.ndarray  # (dim,) float32: standard deviation per axis, unit total variance
+
     @classmethod
     def make(cls, niches: int, dim: int, seed: int) -> SyntheticSpace:
         rng = np.random.default_rng(seed)
-        centres = rng.standard_normal((niches, dim)).astype(np.float32)
+        scale = (np.arange(1, dim + 1, dtype=np.float64) ** -0.5).astype(np.float32)
+        scale /= np.linalg.norm(scale)
+        centres = rng.standard_normal((niches, dim)).astype(np.float32) * scale
         centres /= np.linalg.norm(centres, axis=1, keepdims=True)
-        offset = rng.standard_normal(dim).astype(np.float32)
-        return cls(centres, offset / np.linalg.norm(offset))
+        offset = rng.standard_normal(dim).astype(np.float32) * scale
+        return cls(centres, offset / np.linalg.norm(offset), scale)
 
     def draw(self, rng: np.random.Generator, niches: np.ndarray) -> np.ndarray:
         """(len(niches), dim) float32 unit rows around the given niche ids."""
         dim = self.centres.shape[1]
         spread = rng.uniform(*SPREAD, size=(len(niches), 1)).astype(np.float32)
-        noise = rng.standard_normal((len(niches), dim)).astype(np.float32) / math.sqrt(dim)
+        noise = rng.standard_normal((len(niches), dim)).astype(np.float32) * self.scale
         x = self.centres[niches] + 0.6 * self.offset + spread * noise
         return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
 
