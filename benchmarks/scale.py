@@ -226,8 +226,8 @@ def search_creators(data: Path, posts: int) -> dict:
     locations = Locations.load()
     image = Image.new("RGB", (1, 1))
     current = {"q": queries[0]}
-    kw = dict(expand_locations=locations.expand, clock=lambda: REFERENCE_DATE.timestamp(),
-              calibration=_IMAGE_CALIBRATION["efficientnet-lite0"])
+    kw = {"expand_locations": locations.expand, "clock": lambda: REFERENCE_DATE.timestamp(),
+          "calibration": _IMAGE_CALIBRATION["efficientnet-lite0"]}
     post_index = GraphPostIndex(background=False)
     ann = CreatorSearchService(store, lambda _: current["q"], post_index=post_index, **kw)
     exact = CreatorSearchService(store, lambda _: current["q"], **kw)

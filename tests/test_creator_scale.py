@@ -54,11 +54,14 @@ def platform(tmp_path_factory):
 
 def services(store, queries, post_index):
     images = [Image.new("RGB", (1, 1), (i, 0, 0)) for i in range(len(queries))]
-    kw = dict(
-        expand_locations=LOCATIONS.expand, clock=lambda: REFERENCE_DATE.timestamp(),
-        calibration=IMAGE_CALIBRATIONS["efficientnet-lite0"],
-    )
-    embed = lambda image: queries[image.getpixel((0, 0))[0]]  # noqa: E731 - the query vector of a token image
+    kw = {
+        "expand_locations": LOCATIONS.expand, "clock": lambda: REFERENCE_DATE.timestamp(),
+        "calibration": IMAGE_CALIBRATIONS["efficientnet-lite0"],
+    }
+
+    def embed(image):  # the query vector of a token image
+        return queries[image.getpixel((0, 0))[0]]
+
     exact = CreatorSearchService(store, embed, **kw)
     ann = CreatorSearchService(store, embed, post_index=post_index, **kw)
     return images, exact, ann

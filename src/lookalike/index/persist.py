@@ -31,7 +31,7 @@ from typing import Any, Final
 
 import numpy as np
 
-__all__ = ["RowFile", "read_meta", "write_meta", "fsync_dir", "FORMAT_VERSION", "META_NAME"]
+__all__ = ["FORMAT_VERSION", "META_NAME", "RowFile", "fsync_dir", "read_meta", "write_meta"]
 
 FORMAT_VERSION: Final = 2
 META_NAME: Final = "meta.json"

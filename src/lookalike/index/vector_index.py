@@ -49,7 +49,7 @@ import numpy as np
 
 from .persist import META_NAME, RowFile, read_meta, remove_unreferenced, write_meta
 
-__all__ = ["VectorIndex", "SearchPath"]
+__all__ = ["SearchPath", "VectorIndex"]
 
 
 class SearchPath:

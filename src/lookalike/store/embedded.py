@@ -20,9 +20,9 @@ import contextlib
 import logging
 import shutil
 import threading
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import numpy as np
 
