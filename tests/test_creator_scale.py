@@ -106,3 +106,49 @@ def test_without_an_index_of_the_snapshot_the_search_is_exact(platform):
     for image in images[:3]:
         want, got = exact.search(PLATFORM, image, query, 0, 6), ann.search(PLATFORM, image, query, 0, 6)
         assert got.total == want.total and [p.relevance for p in got.profiles] == [p.relevance for p in want.profiles]
+
+
+def test_on_a_real_photo_demo_the_candidate_stage_returns_the_exact_pages(tmp_path, settings, models, monkeypatch):
+    """The same check on real efficientnet-lite0 embeddings: a demo built by ``build_demo`` from
+    corel1k and oxford17 photos (80 creators, ~1.8k posts), queried with its held-out photos.
+    The first candidate round is shrunk to this size (the constants tune cost, not exactness)."""
+    import lookalike.service.creator_candidates as cc
+
+    monkeypatch.setattr(cc, "MIN_CANDIDATES", 24)
+    monkeypatch.setattr(cc, "CANDIDATES_PER_RANK", 4)
+    from conftest import shared_set
+
+    from lookalike.evaluation.creator_demo import build_demo, read_queries
+    from lookalike.imaging import decode_image
+    from lookalike.runtime import Runtime
+
+    sets = [shared_set("corel1k"), shared_set("oxford17")]
+    jsonl = tmp_path / "demo.jsonl"
+    build_demo(sets, jsonl, creators=80, seed=7)
+    rt = Runtime.open(settings, models=models)
+    try:
+        rt.creator_importer.import_jsonl(jsonl)
+        model = rt.models(rt.creators.model_id())
+        images = [decode_image(path.read_bytes(), field=str(path)) for path, _ in read_queries(jsonl)[::9][:12]]
+        vectors = {id(image): vec for image, vec in zip(images, model.embed_images(images).visual, strict=True)}
+        kw = {
+            "expand_locations": rt.locations.expand, "clock": lambda: REFERENCE_DATE.timestamp(),
+            "calibration": model.info.image_calibration,
+        }
+        embed = lambda image: vectors[id(image)]  # noqa: E731 - embedded once above
+        recording = Recording(GraphPostIndex(min_posts=300, background=False))
+        exact = CreatorSearchService(rt.creators, embed, **kw)
+        ann = CreatorSearchService(rt.creators, embed, post_index=recording, **kw)
+        for platform, filters in (("instagram", None), ("tiktok", None), ("instagram", {"followersCount": {"min": 10_000}}),
+                                  ("tiktok", {"gender": "FEMALE"}), ("tiktok", {"contentType": "video"})):  # fmt: skip
+            query = parse_filters(platform, filters)
+            for image in images:
+                for page in (0, 1):
+                    want = exact.search(platform, image, query, page, 6)
+                    got = ann.search(platform, image, query, page, 6)
+                    assert [(p.creator.user_id, p.relevance) for p in got.profiles] == [
+                        (p.creator.user_id, p.relevance) for p in want.profiles
+                    ], (platform, filters, page)
+        assert any(found is not None and found < counted for counted, _, found in recording.calls)
+    finally:
+        rt.close()
