@@ -522,28 +522,33 @@ class VectorIndex:
         if rev_unique.shape[0] != keys.shape[0]:
             pick = np.sort(keys.shape[0] - 1 - rev_first)
             keys, vectors = keys[pick], vectors[pick]
-        compact = None if self._proj is None else vectors @ self._proj
+        with self._write_gate:
+            # Projected under the gate: a concurrent add may have just fitted the projection.
+            compact = None if self._proj is None else vectors @ self._proj
+            with self._lock.write():
+                self._apply_add(keys, vectors, compact)
 
-        with self._write_gate, self._lock.write():
-            old_slots = self._map.lookup(keys)
-            old = old_slots >= 0
-            self._live[old_slots[old]] = False
-            slots = self._vecs.append(vectors)
-            self._keys.append(keys[:, None])
-            if self._compact is not None and compact is not None:
-                self._compact.append(compact)
-            if self._live.shape[0] < self._vecs.capacity:
-                grown = np.zeros(self._vecs.capacity, dtype=bool)
-                grown[: self._live.shape[0]] = self._live
-                self._live = grown
-            self._live[slots] = True
-            self._n_live += int((~old).sum())
-            self._map.set(keys, slots, self._n_live)
-            self._live_slots = None
-            if self._graph is not None:
-                self._graph_add(keys, vectors if compact is None else compact, old)
-            elif self._n_live >= self.hnsw_min_size:
-                self._build_graph()
+    def _apply_add(self, keys: np.ndarray, vectors: np.ndarray, compact: np.ndarray | None) -> None:
+        """The body of :meth:`add` (write lock held)."""
+        old_slots = self._map.lookup(keys)
+        old = old_slots >= 0
+        self._live[old_slots[old]] = False
+        slots = self._vecs.append(vectors)
+        self._keys.append(keys[:, None])
+        if self._compact is not None and compact is not None:
+            self._compact.append(compact)
+        if self._live.shape[0] < self._vecs.capacity:
+            grown = np.zeros(self._vecs.capacity, dtype=bool)
+            grown[: self._live.shape[0]] = self._live
+            self._live = grown
+        self._live[slots] = True
+        self._n_live += int((~old).sum())
+        self._map.set(keys, slots, self._n_live)
+        self._live_slots = None
+        if self._graph is not None:
+            self._graph_add(keys, vectors if compact is None else compact, old)
+        elif self._n_live >= self.hnsw_min_size:
+            self._build_graph()
 
     def remove(self, keys: np.ndarray) -> None:
         """Remove keys (tombstones); unknown keys are ignored.
