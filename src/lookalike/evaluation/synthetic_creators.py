@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 
@@ -100,8 +101,8 @@ def synthetic_creators(
             followers_count=followers,
             engagement_rate=float(np.clip(rng.beta(a, b) * (followers / FOLLOWERS_MEDIAN) ** -0.1, 0.001, 0.5)),
             account_category=None, account_type=account_type,
-            gender=_pick(rng, GENDERS) if account_type == "creator" else None,
-            age_group=_pick(rng, AGE_GROUPS) if account_type == "creator" else None,
+            gender=cast("str | None", _pick(rng, GENDERS)) if account_type == "creator" else None,
+            age_group=cast("str | None", _pick(rng, AGE_GROUPS)) if account_type == "creator" else None,
             location_ids=tuple(location_ids), language=language, has_email=bool(rng.random() < HAS_EMAIL_P),
             brands=brands,
         )  # fmt: skip

@@ -27,7 +27,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 import numpy as np
 
@@ -101,7 +101,7 @@ class RowFile:
         assert self.path is not None
         if capacity == 0:
             return np.empty((0, self.width), dtype=self.dtype)
-        mode = "c" if self.private else "r+"
+        mode: Literal["c", "r+"] = "c" if self.private else "r+"
         return np.memmap(self.path, dtype=self.dtype, mode=mode, shape=(capacity, self.width))
 
     @property

@@ -42,7 +42,7 @@ import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 import hnswlib
 import numpy as np
@@ -367,7 +367,7 @@ class VectorIndex:
         self._dir = None if directory is None else Path(directory)
         self._lock_fd: int | None = None
         self._gen = 1
-        self._files: dict[str, str | None] = {}
+        self._files: dict[str, Any] = {}  # kind -> file name (None: absent), as in meta.json
         if self._dir is not None:
             self._dir.mkdir(parents=True, exist_ok=True)
             if not self._take_ownership():
@@ -391,7 +391,7 @@ class VectorIndex:
         self._graph_dead: set[int] = set()
 
     @classmethod
-    def over(cls, vectors: np.ndarray, **options: int) -> VectorIndex:
+    def over(cls, vectors: np.ndarray, **options: Any) -> VectorIndex:
         """An index in RAM whose keys are the row numbers of ``vectors`` ((n, dim) float32,
         L2-normalised rows, not checked), searching that array in place (no copy of the full
         vectors; the compact rows and the graph are built when n >= ``hnsw_min_size``).

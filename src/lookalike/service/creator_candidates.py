@@ -27,6 +27,7 @@ exhaustive cases; otherwise it counts the matching creators among the candidates
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -49,7 +50,7 @@ _POSTS_IN_RELEVANCE = 5
 
 
 def rank_with_candidates(
-    rank, post_index: PostIndex, snapshot: CreatorSnapshot, vector: np.ndarray, counted: np.ndarray,
+    rank: Callable[[CreatorSnapshot, np.ndarray, np.ndarray], Ranking], post_index: PostIndex, snapshot: CreatorSnapshot, vector: np.ndarray, counted: np.ndarray,
     need: int, *, threshold: float, bonus: float, calibration: ScoreCalibration,
 ) -> Ranking:
     """A ``Ranking`` whose first ``need`` entries equal the exact scan's.

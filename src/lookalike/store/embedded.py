@@ -21,6 +21,7 @@ import logging
 import shutil
 import threading
 from collections.abc import Iterable, Sequence
+from typing import Any
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -95,7 +96,7 @@ class EmbeddedStore:
             ``compact_dim``, ...): tests and benchmarks shrink them; the defaults suit serving.
     """
 
-    def __init__(self, db_path: Path, index_dir: Path, *, index_options: dict[str, int] | None = None) -> None:
+    def __init__(self, db_path: Path, index_dir: Path, *, index_options: dict[str, Any] | None = None) -> None:
         self._catalog = Catalog(db_path)
         self._index_dir = index_dir
         self._index_options = dict(index_options or {})
@@ -149,9 +150,9 @@ class EmbeddedStore:
                 ix.close()
             state = _LibraryState(library_id=row.id, dims=dict(row.record.dims))
         else:
-            for ix in saved.values():
-                if ix is not None:
-                    ix.close()
+            for unused in saved.values():
+                if unused is not None:
+                    unused.close()
         state.indexes = {f: self._new_index(row.id, f, dim) for f, dim in state.dims.items()}
         state.apply_all(self._catalog.iter_changes(row.id, 0, state.dims))
         return state
