@@ -135,7 +135,10 @@ def test_on_a_real_photo_demo_the_candidate_stage_returns_the_exact_pages(tmp_pa
             "expand_locations": rt.locations.expand, "clock": lambda: REFERENCE_DATE.timestamp(),
             "calibration": model.info.image_calibration,
         }
-        embed = lambda image: vectors[id(image)]  # noqa: E731 - embedded once above
+
+        def embed(image):  # embedded once above
+            return vectors[id(image)]
+
         recording = Recording(GraphPostIndex(min_posts=300, background=False))
         exact = CreatorSearchService(rt.creators, embed, **kw)
         ann = CreatorSearchService(rt.creators, embed, post_index=recording, **kw)
