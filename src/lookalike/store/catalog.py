@@ -393,7 +393,13 @@ def _changed(rows: list[sqlite3.Row], dims: dict[str, int], seq: int, deleted: n
         if rows and rows[0][f] is not None:
             buf = b"".join(r[f] for r in rows)
             vectors[f] = np.frombuffer(buf, dtype=np.float32).reshape(len(rows), dim)
-    return ChangedRows(seq=seq, row_ids=row_ids, images=[_image(r) for r in rows], vectors=vectors, deleted=deleted)
+    # One JSON parse per chunk instead of one per row: opening a 1M library parses every tag set.
+    tags = json.loads("[" + ",".join(r["tags"] for r in rows) + "]")
+    images = [
+        ImageRecord(image_id=r["image_id"], image_uri=r["image_uri"], tags=t, created_at=r["created_at"])
+        for r, t in zip(rows, tags, strict=True)
+    ]
+    return ChangedRows(seq=seq, row_ids=row_ids, images=images, vectors=vectors, deleted=deleted)
 
 
 def _blob(vector: np.ndarray) -> bytes:
