@@ -90,7 +90,7 @@ def bench_embedding(settings: Settings, images: Path | None, count: int) -> dict
 
 
 def _creators_jsonl(files: list[Path], path: Path, posts: int) -> Path:
-    """A creators JSONL (see ``lookalike.service.creator_import``): one creator per ``posts``
+    """A creators JSONL (see ``lookalike.service.creators.importer``): one creator per ``posts``
     consecutive files (the last may have fewer), every post with its own id."""
     with path.open("w") as fh:
         for c, start in enumerate(range(0, len(files), posts)):
@@ -176,7 +176,8 @@ def main(argv: list[str] | None = None) -> int:
     print("| filter | selectivity | p50 ms | p95 ms | recall@10 vs exact |")
     print("|---|---|---|---|---|")
     for lat, rec in zip(latency, recall):
-        print(f"| {lat['filter']} | {lat['selectivity']:.4f} | {lat['p50_ms']:.2f} | {lat['p95_ms']:.2f} | {rec['recall@10']:.3f} |")
+        print(f"| {lat['filter']} | {lat['selectivity']:.4f} | {lat['p50_ms']:.2f} | {lat['p95_ms']:.2f} "
+              f"| {rec['recall@10']:.3f} |")
     return 0
 
 

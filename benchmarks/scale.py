@@ -191,7 +191,7 @@ def search_library(data: Path, n: int) -> dict:
 
 def build_creators(data: Path, posts: int) -> dict:
     from lookalike.evaluation.synthetic_creators import SyntheticSpace, write_synthetic_platform
-    from lookalike.service.dictionaries import Locations
+    from lookalike.service.creators.dictionaries import Locations
     from lookalike.store.creator_store import CreatorStore
 
     marker = data / f"creators-{posts}.json"
@@ -214,9 +214,9 @@ def search_creators(data: Path, posts: int) -> dict:
     from lookalike.evaluation.creator_demo import REFERENCE_DATE
     from lookalike.evaluation.synthetic_creators import SyntheticSpace
     from lookalike.models.efficientnet import _IMAGE_CALIBRATION
-    from lookalike.service.creator_filters import parse_filters
-    from lookalike.service.creator_search import CreatorSearchService
-    from lookalike.service.dictionaries import Locations
+    from lookalike.service.creators.dictionaries import Locations
+    from lookalike.service.creators.filters import parse_filters
+    from lookalike.service.creators.search import CreatorSearchService
     from lookalike.store.creator_store import CreatorStore
     from lookalike.store.post_index import GraphPostIndex
 

@@ -15,9 +15,7 @@ from typer.testing import CliRunner
 
 from lookalike.cli import app
 from lookalike.errors import Conflict, InvalidParameter, NotFound, PaymentRequired, RateLimited, Unauthorized
-from lookalike.service.access import (
-    INSTAGRAM_SEARCH_MILLI,
-    TIKTOK_PROFILE_MILLI,
+from lookalike.service.creators.access import (
     AccessService,
     ChargeReceipt,
     cost_milli,
@@ -25,7 +23,11 @@ from lookalike.service.access import (
     min_cost_milli,
     parse_credits,
 )
+from lookalike.service.creators.platforms import RULES
 from lookalike.store.token_store import TokenStore
+
+INSTAGRAM_SEARCH_MILLI = RULES["instagram"].search_milli
+TIKTOK_PROFILE_MILLI = RULES["tiktok"].profile_milli
 
 SECRET = re.compile(r"^lk_[A-Za-z0-9_-]{32}$", re.MULTILINE)
 

@@ -71,7 +71,8 @@ def test_tag_filter_applies(client, library):
     "flt, where",
     [
         ({"field": "kind", "op": "==", "value": "x"}, "tag_filter.op"),
-        ([{"field": "kind", "op": "=", "value": "x"}, {"or": [{"field": "n", "op": "in", "value": 3}]}], "tag_filter[1].or[0].value"),
+        ([{"field": "kind", "op": "=", "value": "x"}, {"or": [{"field": "n", "op": "in", "value": 3}]}],
+         "tag_filter[1].or[0].value"),
         ([], "tag_filter"),
         ({"or": []}, "tag_filter.or"),
         ({"field": "n", "op": ">", "value": True}, "tag_filter.value"),

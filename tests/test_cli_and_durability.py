@@ -102,11 +102,11 @@ def test_restart_reopens_everything(settings, models):
 
     rt.importer.import_items("lib", [ImportItem(image_id=n, image_base64=b64(encode(photo(n))), tags={"n": n}) for n in PHOTOS])
     rt.libraries.delete_image("lib", "retina")
-    before = [(r.image_id, r.score) for r in rt.search.by_image("lib", b64(encode(photo("coffee"))))]
+    before = [(r.image_id, r.score) for r in rt.search.by_image("lib", encode(photo("coffee")))]
     rt.close()
     rt = Runtime.open(settings, models=models)
     try:
-        after = [(r.image_id, r.score) for r in rt.search.by_image("lib", b64(encode(photo("coffee"))))]
+        after = [(r.image_id, r.score) for r in rt.search.by_image("lib", encode(photo("coffee")))]
         assert after == before and len(after) == len(PHOTOS) - 1
     finally:
         rt.close()

@@ -12,17 +12,17 @@ def test_writes_from_another_runtime_are_seen_without_restart(settings, models):
     cli = Runtime.open(settings, models=models)
     try:
         cli.libraries.create("lib")
-        assert server.search.by_image("lib", b64(encode(photo("coffee")))) == []
+        assert server.search.by_image("lib", encode(photo("coffee"))) == []
         cli.importer.import_items("lib", [ImportItem(image_id=n, image_base64=b64(encode(photo(n))), tags={"n": n})
                                           for n in ("coffee", "rocket")])
-        assert [r.image_id for r in server.search.by_image("lib", b64(encode(photo("coffee"))))] == ["coffee", "rocket"]
+        assert [r.image_id for r in server.search.by_image("lib", encode(photo("coffee")))] == ["coffee", "rocket"]
         cli.libraries.update_tags("lib", "rocket", {"n": "launch"})
         cli.libraries.delete_image("lib", "coffee")
-        results = server.search.by_image("lib", b64(encode(photo("coffee"))))
+        results = server.search.by_image("lib", encode(photo("coffee")))
         assert [(r.image_id, r.tags) for r in results] == [("rocket", {"n": "launch"})]
         cli.libraries.delete("lib")
         cli.libraries.create("lib")
-        assert server.search.by_image("lib", b64(encode(photo("coffee")))) == []
+        assert server.search.by_image("lib", encode(photo("coffee"))) == []
     finally:
         cli.close()
         server.close()

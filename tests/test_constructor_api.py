@@ -503,8 +503,8 @@ def test_keys_cli(tmp_path, model_cache):
 
 
 def test_index_key_store_rules_and_durability(tmp_path):
-    from lookalike.errors import InvalidParameter
-    from lookalike.store.index_keys import KEY_PATTERN, IndexKeyStore, KeyNotFound, SectionNotFound
+    from lookalike.errors import InvalidParameter, KeyNotFound, SectionNotFound
+    from lookalike.store.index_keys import KEY_PATTERN, IndexKeyStore
 
     store = IndexKeyStore(tmp_path / "keys.db")
     key = store.create({"Products": "shop", "Search Suggestions": "blog"})

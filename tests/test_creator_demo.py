@@ -9,9 +9,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from conftest import photo, shared_set
 from typer.testing import CliRunner
 
+from conftest import photo, shared_set
 from lookalike.errors import InvalidParameter
 from lookalike.evaluation import creator_demo as demo
 from lookalike.evaluation.creator_demo import (
@@ -20,7 +20,7 @@ from lookalike.evaluation.creator_demo import (
     read_queries,
     sidecar_paths,
 )
-from lookalike.service.dictionaries import Languages, Locations
+from lookalike.service.creators.dictionaries import Languages, Locations
 
 CREATOR_KEYS = {"platform", "userId", "username", "fullName", "profilePicture", "followersCount", "engagementRate",
                 "accountCategory", "accountType", "gender", "ageGroup", "locations", "language", "hasEmail",
@@ -173,7 +173,7 @@ def test_locations_are_mostly_cities_under_their_country(small_sets):
 
 
 def test_posts_parse_with_the_creator_importer(small_sets):
-    from lookalike.service.creator_import import parse_creator
+    from lookalike.service.creators.importer import parse_creator
 
     root, sets = small_sets
     out = root / "parse.jsonl"

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import photo, shared_set
 from PIL import Image, ImageEnhance
 from typer.testing import CliRunner
 
+from conftest import photo, shared_set
 from lookalike.cli import app
 from lookalike.config import Settings
 from lookalike.evaluation.creator_demo import DemoReport, build_demo, read_niches, read_queries
@@ -69,7 +69,7 @@ def random_p6(jsonl: Path, labels: list[str]) -> float:
         by_platform[platform].append(creator_niches)
     values = []
     for label in labels:
-        for platform, creators in by_platform.items():
+        for creators in by_platform.values():
             r = sum(any(n.split("/", 1)[-1] == label.split("/", 1)[-1] for n in c) for c in creators)
             if r:
                 values.append(min(6, len(creators)) / 6 * r / len(creators))

@@ -16,9 +16,9 @@ from PIL import Image
 from lookalike.evaluation.creator_demo import REFERENCE_DATE
 from lookalike.evaluation.synthetic_creators import SyntheticSpace, write_synthetic_platform
 from lookalike.models.efficientnet import _IMAGE_CALIBRATION as IMAGE_CALIBRATIONS
-from lookalike.service.creator_filters import parse_filters
-from lookalike.service.creator_search import CreatorSearchService
-from lookalike.service.dictionaries import Locations
+from lookalike.service.creators.dictionaries import Locations
+from lookalike.service.creators.filters import parse_filters
+from lookalike.service.creators.search import CreatorSearchService
 from lookalike.store.creator_store import CreatorStore
 from lookalike.store.post_index import GraphPostIndex
 
@@ -112,12 +112,11 @@ def test_on_a_real_photo_demo_the_candidate_stage_returns_the_exact_pages(tmp_pa
     """The same check on real efficientnet-lite0 embeddings: a demo built by ``build_demo`` from
     corel1k and oxford17 photos (80 creators, ~1.8k posts), queried with its held-out photos.
     The first candidate round is shrunk to this size (the constants tune cost, not exactness)."""
-    import lookalike.service.creator_candidates as cc
+    import lookalike.service.creators.candidates as cc
 
     monkeypatch.setattr(cc, "MIN_CANDIDATES", 24)
     monkeypatch.setattr(cc, "CANDIDATES_PER_RANK", 4)
     from conftest import shared_set
-
     from lookalike.evaluation.creator_demo import build_demo, read_queries
     from lookalike.imaging import decode_image
     from lookalike.runtime import Runtime

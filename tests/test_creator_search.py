@@ -13,11 +13,11 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 import pytest
-from conftest import photo
 from PIL import Image, ImageEnhance, ImageOps
 
+from conftest import photo
 from lookalike.errors import InvalidParameter, ModelMismatch
-from lookalike.service.creator_filters import (
+from lookalike.service.creators.filters import (
     TIKTOK_FOLLOWER_STEPS,
     CreatorQuery,
     check_page,
@@ -25,7 +25,7 @@ from lookalike.service.creator_filters import (
     parse_filters,
     snap_followers,
 )
-from lookalike.service.creator_search import (
+from lookalike.service.creators.search import (
     DAYS_PER_MONTH,
     MATCH_THRESHOLD,
     MULTI_MATCH_BONUS,
@@ -171,7 +171,9 @@ class FakeSource:
         last = np.full(len(creators), np.nan)
         for pid, i, _ in rows:
             last[i] = np.fmax(last[i], created[pid])
-        obj = lambda values: np.array(list(values) + [None], dtype=object)[:-1]
+        def obj(values):
+            return np.array(list(values) + [None], dtype=object)[:-1]
+
         self._snapshot = CreatorSnapshot(
             platform=platform,
             version=1,

@@ -14,7 +14,7 @@ from lookalike.cli import app
 from lookalike.config import Settings
 from lookalike.errors import Conflict, CreatorNotFound, InvalidParameter, ModelMismatch
 from lookalike.imaging import decode_image
-from lookalike.service.creator_import import CreatorImporter, parse_creator
+from lookalike.service.creators.importer import CreatorImporter, parse_creator
 from lookalike.store.creator_store import CreatorStore
 from lookalike.store.creator_types import CreatorRecord, PostRecord
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from lookalike.errors import InvalidParameter, NotFound
-from lookalike.service.dictionaries import MAX_LIMIT, Languages, Locations, search_names
+from lookalike.service.creators.dictionaries import MAX_LIMIT, Languages, Locations, search_names
 
 ROOT = Path(__file__).resolve().parents[1]
 

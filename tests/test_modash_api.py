@@ -36,15 +36,15 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
-from conftest import b64, encode, photo
 from fastapi.testclient import TestClient
 from PIL import Image, ImageEnhance
 
+from conftest import b64, encode, photo
 from lookalike.api import create_app
 from lookalike.config import Settings
 from lookalike.imaging import decode_image
 from lookalike.runtime import Runtime
-from lookalike.service.access import RATE_INTERVAL_S, AccessService
+from lookalike.service.creators.access import RATE_INTERVAL_S, AccessService
 
 DAY = 86400.0
 IG_SEARCH = "/v1/ai/image-search"

@@ -7,8 +7,8 @@ two cores, most of it exporting EfficientNet-Lite0 and MiniLM).
 from __future__ import annotations
 
 import io
-import re
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -18,9 +18,9 @@ from PIL import Image
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from lookalike.errors import ModelUnavailable  # noqa: E402
-from tiny_clip import make_tiny_clip  # noqa: E402
 from lookalike.models import DEFAULT_MODEL_ID, available_model_ids, load_model  # noqa: E402
 from lookalike.models.onnx_cache import ensure_onnx, sanitise_model_id  # noqa: E402
+from tiny_clip import make_tiny_clip  # noqa: E402
 
 skimage_data = pytest.importorskip("skimage.data")
 

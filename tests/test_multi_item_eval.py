@@ -10,9 +10,9 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import shared_set
 from typer.testing import CliRunner
 
+from conftest import shared_set
 from lookalike.cli import app
 from lookalike.errors import ModelUnavailable
 from lookalike.evaluation.multi_item import (

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import PHOTOS, b64, encode, photo
 from typer.testing import CliRunner
 
+from conftest import PHOTOS, b64, encode, photo
 from lookalike.cli import app
 from lookalike.filters import parse_filter
 from lookalike.runtime import Runtime

@@ -49,9 +49,27 @@ class Settings:
     models_dir: Path | None = None
     import_roots: tuple[Path, ...] | None = None
 
+    # Every file name inside the data dir is here, and only here.
+
     @property
     def db_path(self) -> Path:
+        """Libraries and images (SQLite)."""
         return self.data_dir / "lookalike.db"
+
+    @property
+    def keys_db_path(self) -> Path:
+        """Index keys of the Constructor-compatible API (SQLite, apart so key look-ups never wait on imports)."""
+        return self.data_dir / "keys.db"
+
+    @property
+    def creators_db_path(self) -> Path:
+        """Creators and their posts (SQLite)."""
+        return self.data_dir / "creators.db"
+
+    @property
+    def tokens_db_path(self) -> Path:
+        """Access tokens, credits and rate-limit slots of the creator-search API (SQLite)."""
+        return self.data_dir / "access.db"
 
     @property
     def index_dir(self) -> Path:
@@ -62,7 +80,7 @@ class Settings:
         return self.models_dir or self.data_dir / "models"
 
     @classmethod
-    def from_env(cls, data_dir: Path | str | None = None) -> "Settings":
+    def from_env(cls, data_dir: Path | str | None = None) -> Settings:
         """Settings with ``data_dir`` (or the default) and limits from ``LOOKALIKE_*`` env vars."""
         kwargs: dict = {}
         if data_dir is not None:

@@ -14,8 +14,8 @@ from typing import Literal
 import numpy as np
 from PIL import Image
 
-from lookalike.errors import InvalidParameter
-from lookalike.models.detector import Detection, Detector
+from .errors import InvalidParameter
+from .models.detector import Detection, Detector
 
 CropType = Literal["bbox", "segment"]
 CROP_TYPES: tuple[CropType, ...] = ("bbox", "segment")

@@ -150,3 +150,48 @@ class CreatorNotFound(NotFound):
         super().__init__(f"Creator '{user_id}' not found on {platform}.")
         self.platform = platform
         self.user_id = user_id
+
+
+# --- The Constructor-compatible API's index keys and request bodies (``api/constructor.py``).
+
+
+class KeyNotFound(NotFound):
+    """The index key does not exist (the Constructor API answers it with HTTP 401)."""
+
+    status = "KEY_NOT_FOUND"
+
+    def __init__(self, key: str) -> None:
+        super().__init__(f"Index key '{key}' not found.")
+        self.key = key
+
+
+class SectionNotFound(NotFound):
+    """The index key has no such section (HTTP 404)."""
+
+    status = "SECTION_NOT_FOUND"
+
+    def __init__(self, key: str, section: str) -> None:
+        super().__init__(f"Index key '{key}' has no section '{section}'.")
+        self.key = key
+        self.section = section
+
+
+class KeyRejected(LookalikeError):
+    """A missing or unknown index key (HTTP 401)."""
+
+    http_status = 401
+    status = "INVALID_KEY"
+
+
+class PayloadTooLarge(InvalidParameter):
+    """The query image is over ``max_query_bytes`` (HTTP 413)."""
+
+    http_status = 413
+    status = "PAYLOAD_TOO_LARGE"
+
+
+class UnsupportedMediaType(InvalidParameter):
+    """A body type other than JSON, multipart or raw image bytes (HTTP 415)."""
+
+    http_status = 415
+    status = "UNSUPPORTED_MEDIA_TYPE"

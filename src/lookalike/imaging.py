@@ -14,7 +14,7 @@ import warnings
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .errors import InvalidImage
+from .errors import InvalidImage, InvalidParameter
 
 ACCEPTED_FORMATS = frozenset({"JPEG", "PNG", "WEBP", "GIF"})
 
@@ -23,16 +23,19 @@ ACCEPTED_FORMATS = frozenset({"JPEG", "PNG", "WEBP", "GIF"})
 DRAFT_MIN_SIDE = 520
 
 
-def decode_base64(data: str, *, field: str, max_bytes: int) -> bytes:
+def decode_base64(
+    data: str, *, field: str, max_bytes: int, too_large: type[InvalidParameter] = InvalidImage
+) -> bytes:
     """Decode a base64 string (optionally a ``data:image/...;base64,`` URL) to bytes.
 
     Args:
         data: the base64 text.
         field: request field name, used in error messages.
         max_bytes: limit on the decoded size, in bytes.
+        too_large: the error raised over ``max_bytes`` (the Constructor face answers 413).
 
     Raises:
-        InvalidImage: empty, not base64, or larger than ``max_bytes``.
+        InvalidImage: empty or not base64; ``too_large`` (default InvalidImage): larger than ``max_bytes``.
     """
     if not isinstance(data, str) or not data.strip():
         raise InvalidImage(f"{field}: must be a non-empty base64 string")
@@ -41,13 +44,13 @@ def decode_base64(data: str, *, field: str, max_bytes: int) -> bytes:
         _, _, text = text.partition(",")
     # 4 base64 chars carry 3 bytes: reject before allocating a huge buffer.
     if len(text) * 3 // 4 > max_bytes + 3:
-        raise InvalidImage(f"{field}: image is larger than the limit of {max_bytes} bytes")
+        raise too_large(f"{field}: image is larger than the limit of {max_bytes} bytes")
     try:
         raw = base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):
         raise InvalidImage(f"{field}: is not valid base64") from None
     if len(raw) > max_bytes:
-        raise InvalidImage(f"{field}: image is {len(raw)} bytes, larger than the limit of {max_bytes} bytes")
+        raise too_large(f"{field}: image is {len(raw)} bytes, larger than the limit of {max_bytes} bytes")
     if not raw:
         raise InvalidImage(f"{field}: decodes to zero bytes")
     return raw

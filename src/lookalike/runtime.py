@@ -7,19 +7,23 @@ from dataclasses import dataclass
 from functools import cached_property
 
 from .config import Settings
+from .service.creators.access import AccessService
+from .service.creators.admin import CreatorAdmin
+from .service.creators.brands import Brands
+from .service.creators.dictionaries import Languages, Locations
+from .service.creators.gateway import CreatorGateway
+from .service.creators.importer import CreatorImporter
+from .service.creators.platforms import PLATFORMS
+from .service.creators.search import CreatorSearchService
 from .service.detection import DetectorProvider, default_detector
 from .service.importer import Importer
+from .service.index_keys import IndexKeyService
 from .service.libraries import LibraryService, ModelProvider
 from .service.search import SearchService
 from .store import EmbeddedStore, Store
-from .service.access import AccessService
-from .service.creator_import import CreatorImporter
-from .service.creator_search import CreatorSearchService
-from .service.dictionaries import Languages, Locations
 from .store.creator_store import CreatorStore
+from .store.index_keys import IndexKeyStore
 from .store.post_index import GraphPostIndex
-from .store.creator_types import PLATFORMS
-from .store.index_keys import KEYS_DB_NAME, IndexKeyStore
 from .store.token_store import TokenStore
 
 log = logging.getLogger(__name__)
@@ -40,7 +44,7 @@ class Runtime:
     @classmethod
     def open(
         cls, settings: Settings, models: ModelProvider | None = None, detector: DetectorProvider | None = None
-    ) -> "Runtime":
+    ) -> Runtime:
         """Open (creating if needed) the data dir ``settings.data_dir``.
 
         Args:
@@ -86,7 +90,7 @@ class Runtime:
                 log.warning("could not warm library %s", library.name, exc_info=True)
         # Creator search: its model and each platform's post snapshot, only where creators exist
         # (a data dir without creators never creates creators.db here).
-        if not (self.settings.data_dir / "creators.db").exists():
+        if not self.settings.creators_db_path.exists():
             return
         try:
             platforms = [p for p in PLATFORMS if self.creators.count(p)]
@@ -98,19 +102,19 @@ class Runtime:
             log.warning("could not warm creator search", exc_info=True)
 
     @cached_property
-    def keys(self) -> IndexKeyStore:
-        """Index keys of the Constructor-compatible API (``<data_dir>/keys.db``), opened on first use."""
-        return IndexKeyStore(self.settings.data_dir / KEYS_DB_NAME)
+    def keys(self) -> IndexKeyService:
+        """Index keys of the Constructor-compatible API (``Settings.keys_db_path``), opened on first use."""
+        return IndexKeyService(IndexKeyStore(self.settings.keys_db_path))
 
     @cached_property
     def creators(self) -> CreatorStore:
         """Creators and their posts (``<data_dir>/creators.db``), opened on first use."""
-        return CreatorStore(self.settings.data_dir / "creators.db")
+        return CreatorStore(self.settings.creators_db_path)
 
     @cached_property
     def tokens(self) -> TokenStore:
-        """Access tokens, their credits and rate-limit slots (``<data_dir>/access.db``)."""
-        return TokenStore(self.settings.data_dir / "access.db")
+        """Access tokens, their credits and rate-limit slots (``Settings.tokens_db_path``)."""
+        return TokenStore(self.settings.tokens_db_path)
 
     @cached_property
     def access(self) -> AccessService:
@@ -118,20 +122,41 @@ class Runtime:
         return AccessService(self.tokens)
 
     @cached_property
+    def brands(self) -> Brands:
+        """Brand names and ids of the creators' filters."""
+        return Brands(self.creators)
+
+    @cached_property
+    def creator_gateway(self) -> CreatorGateway:
+        """The billed creator search of the Modash-compatible API (its model loads on the first search)."""
+        return CreatorGateway(lambda: self.access, lambda: self.creator_search, self.brands, self.locations,
+                              self.settings.max_image_pixels)
+
+    @cached_property
+    def creator_admin(self) -> CreatorAdmin:
+        """Import, delete and count creators (the operator's routes)."""
+        return CreatorAdmin(self.creators, lambda: self.creator_importer)
+
+    @cached_property
     def locations(self) -> Locations:
+        """The location dictionary of the creator filters (package data)."""
         return Locations.load()
 
     @cached_property
     def languages(self) -> Languages:
+        """The language dictionary of the creator filters (package data)."""
         return Languages.load()
 
     @cached_property
     def creator_importer(self) -> CreatorImporter:
+        """The creator import pipeline over ``creators``."""
+        assert self.models is not None, "Runtime.open sets models"
         return CreatorImporter(self.creators, self.models, self.settings)
 
     @cached_property
     def creator_search(self) -> CreatorSearchService:
         """Creator search over ``creators``, embedding queries with the model the posts were embedded with."""
+        assert self.models is not None, "Runtime.open sets models"
         model = self.models(self.creators.model_id() or self.settings.default_model)
         return CreatorSearchService(
             self.creators,
@@ -147,7 +172,14 @@ class Runtime:
         return GraphPostIndex()
 
     def close(self) -> None:
+        """Close every database opened, and save the vector indexes."""
         for name in ("keys", "creators", "tokens"):  # opened by cached_property, if at all
             if name in self.__dict__:
                 self.__dict__[name].close()
         self.store.close()
+
+
+def open_access(settings: Settings) -> AccessService:
+    """Only the access service over ``Settings.tokens_db_path``: what token commands need, with no
+    library store or model opened. Close it with ``.store.close()``."""
+    return AccessService(TokenStore(settings.tokens_db_path))

@@ -11,11 +11,11 @@ from fastapi.responses import HTMLResponse
 
 from .. import __version__
 from ..runtime import Runtime
+from . import envelope, errors
 from .constructor import create_constructor_app
 from .creator_routes import router as creator_router
-from .envelope import install_error_handlers
-from .modash import create_modash_app
 from .limits import BodySizeLimit
+from .modash import create_modash_app
 from .routes import router
 
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
@@ -42,7 +42,7 @@ def create_app(runtime: Runtime, *, warm: bool = False) -> FastAPI:
 
     app = FastAPI(title="Lookalike", version=__version__, lifespan=lifespan)
     app.state.runtime = runtime
-    install_error_handlers(app)
+    errors.install(app, envelope.render)
     app.add_middleware(BodySizeLimit, max_bytes=runtime.settings.max_request_bytes)
     app.include_router(router)
     app.include_router(creator_router)

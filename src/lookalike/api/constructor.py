@@ -64,47 +64,19 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from starlette.datastructures import UploadFile
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__
-from ..errors import InvalidImage, InvalidParameter, LibraryNotFound, LookalikeError, NotFound
-from ..imaging import decode_base64
+from ..errors import LibraryNotFound, LookalikeError, NotFound
 from ..runtime import Runtime
+from ..service.index_keys import MAX_KEY_CHARS
 from ..service.search import ImageQueryResult, SearchResult, SegmentMatch
-from ..store.index_keys import KeyNotFound, SectionNotFound
+from . import errors, intake, segments
 from .constructor_params import RESULTS_CAP, ImageSearchParams, apply_fields, group_results, parse_query
+from .errors import Problem
 
 log = logging.getLogger(__name__)
 
-#: Room for JSON / multipart framing around a base64 image (4/3 of its bytes), in bytes.
-BODY_OVERHEAD = 64 * 1024
-MAX_KEY_CHARS = 64
-JSON_FIELDS = ("image_base64", "image")
-RAW_TYPES = ("application/octet-stream",)
-
-
-class KeyRejected(LookalikeError):
-    """A missing or unknown index key (HTTP 401)."""
-
-    http_status = 401
-    status = "INVALID_KEY"
-
-
-class PayloadTooLarge(InvalidParameter):
-    """The query image is over ``max_query_bytes`` (HTTP 413)."""
-
-    http_status = 413
-    status = "PAYLOAD_TOO_LARGE"
-
-
-class UnsupportedMediaType(InvalidParameter):
-    """A body type other than JSON, multipart or raw image bytes (HTTP 415)."""
-
-    http_status = 415
-    status = "UNSUPPORTED_MEDIA_TYPE"
 
 
 def create_constructor_app(runtime: Runtime) -> FastAPI:
@@ -112,7 +84,7 @@ def create_constructor_app(runtime: Runtime) -> FastAPI:
     own error handlers so the operator API's envelope never shows here."""
     app = FastAPI(title="Lookalike: Constructor-compatible image search", version=__version__)
     app.state.runtime = runtime
-    _install_error_handlers(app)
+    errors.install(app, render)
 
     @app.post("/image_search", openapi_extra=_OPENAPI, tags=["image search"])
     async def image_search(request: Request) -> JSONResponse:
@@ -128,11 +100,11 @@ async def _image_search(runtime: Runtime, request: Request) -> dict[str, Any]:
     entry: dict[str, Any] = {"key": (request.query_params.get("key") or "")[:MAX_KEY_CHARS] or None}
     status = 500
     try:
-        sections = await run_in_threadpool(_sections, runtime, request.query_params.get("key"))
+        sections = await run_in_threadpool(runtime.keys.sections, request.query_params.get("key"))
         params = parse_query(request.query_params.multi_items())
         entry.update(_log_params(params))
-        library = entry["library"] = _library(sections, params.section)
-        data, field = await _read_image(request, runtime.settings.max_query_bytes)
+        library = entry["library"] = runtime.keys.library(sections, params.section)
+        data, field = await intake.body_image(request, runtime.settings.max_query_bytes)
         entry["image_bytes"] = len(data)
         body, segments = await run_in_threadpool(_search, runtime, library, data, field, params)
         entry.update(result_id=body["result_id"], results=len(body["response"]["results"]),
@@ -150,26 +122,6 @@ async def _image_search(runtime: Runtime, request: Request) -> dict[str, Any]:
     finally:
         entry.update(status=status, latency_ms=round((time.perf_counter() - started) * 1000, 1))
         log.info("image_search %s", json.dumps(entry, default=str), extra={"constructor": entry})
-
-
-def _sections(runtime: Runtime, key: str | None) -> dict[str, str]:
-    if not key:
-        raise KeyRejected("key: missing; every request needs its index key, e.g. ?key=key_K2pX7vBnU0bgA5xp")
-    try:
-        if len(key) > MAX_KEY_CHARS:
-            raise KeyNotFound(key[:MAX_KEY_CHARS])
-        return runtime.keys.get(key)
-    except KeyNotFound:
-        raise KeyRejected(f"key: unknown index key '{key[:MAX_KEY_CHARS]}'; an operator creates keys with"
-                          " `lookalike keys create`") from None
-
-
-def _library(sections: dict[str, str], section: str) -> str:
-    if section not in sections:
-        known = ", ".join(sorted(sections)) or "none"
-        raise NotFound(f"section: this key has no section '{section}' (its sections: {known})",
-                       status=SectionNotFound.status)
-    return sections[section]
 
 
 def _search(
@@ -213,7 +165,7 @@ def _item(result: SearchResult, boxes: dict[int, tuple[int, int, int, int]]) -> 
     data.update((k, v) for k, v in tags.items() if k != "name" and k not in data)
     matched = None
     if result.segment is not None and result.segment in boxes:
-        matched = {"index": result.segment, "bbox": _bbox(boxes[result.segment])}
+        matched = {"index": result.segment, "bbox": segments.bbox(boxes[result.segment])}
     value = str(name) if name is not None and name != "" else result.image_id
     return {"value": value, "data": data, "score": result.score, "matched_segment": matched}
 
@@ -224,101 +176,7 @@ def _trimmed(item: dict[str, Any], params: ImageSearchParams) -> dict[str, Any]:
 
 def _segment(segment: SegmentMatch, boxes: dict, params: ImageSearchParams) -> dict[str, Any]:
     own = [_trimmed(_item(r, boxes), params) for r in segment.results[: params.num_results_per_page]]
-    return {"index": segment.index, "bbox": _bbox(segment.bbox), "mask_area": segment.mask_area,
-            "label": segment.label, "score": segment.score, "results": own}
-
-
-def _bbox(box: tuple[int, int, int, int]) -> dict[str, int]:
-    x, y, width, height = box
-    return {"x": x, "y": y, "width": width, "height": height}
-
-
-# --- the body ----------------------------------------------------------------------------
-
-
-async def _read_image(request: Request, max_bytes: int) -> tuple[bytes, str]:
-    """The query image bytes and the body field that carried them (named in errors).
-
-    Raises:
-        InvalidParameter / InvalidImage (400), PayloadTooLarge (413), UnsupportedMediaType (415).
-    """
-    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > max_bytes * 4 // 3 + BODY_OVERHEAD:
-        raise PayloadTooLarge(f"body: {declared} bytes, more than a query image of at most {max_bytes} bytes needs")
-    if content_type == "multipart/form-data":
-        return await _multipart(request, max_bytes), "image"
-    if content_type == "application/json":
-        limit = max_bytes * 4 // 3 + BODY_OVERHEAD
-        return _json_image(await _body(request, limit, f"body: larger than the {limit} bytes that a JSON body"
-                                       f" with an image of the limit of {max_bytes} bytes needs"), max_bytes)
-    if content_type in RAW_TYPES or content_type.startswith("image/"):
-        too_large = f"body: image is larger than the limit of {max_bytes} bytes"
-        return _checked_size(await _body(request, max_bytes, too_large), max_bytes, "body"), "body"
-    if not content_type:
-        if not await _body(request, BODY_OVERHEAD, "body: no Content-Type header; " + _BODY_HELP):
-            raise InvalidParameter("body: missing the query image; " + _BODY_HELP)
-        raise UnsupportedMediaType("body: no Content-Type header; " + _BODY_HELP)
-    raise UnsupportedMediaType(f"body: Content-Type '{content_type[:64]}' is not accepted; " + _BODY_HELP)
-
-
-_BODY_HELP = ("send JSON {\"image_base64\": ...}, multipart/form-data with a file field 'image', or the raw"
-              " image bytes as application/octet-stream or image/*")
-
-
-async def _body(request: Request, limit: int, too_large: str) -> bytes:
-    """The body, read as it streams in; ``PayloadTooLarge(too_large)`` as soon as it passes
-    ``limit`` bytes."""
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(too_large)
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def _checked_size(data: bytes, max_bytes: int, field: str) -> bytes:
-    if len(data) > max_bytes:
-        raise PayloadTooLarge(f"{field}: image is {len(data)} bytes, larger than the limit of {max_bytes} bytes")
-    if not data:
-        raise InvalidImage(f"{field}: the image is empty")
-    return data
-
-
-def _json_image(body: bytes, max_bytes: int) -> tuple[bytes, str]:
-    try:
-        payload = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
-        raise InvalidParameter("body: is not valid JSON") from None
-    if not isinstance(payload, dict):
-        raise InvalidParameter("body: must be a JSON object {\"image_base64\": ...}")
-    extra = sorted(set(payload) - set(JSON_FIELDS))
-    if extra:
-        raise InvalidParameter(f"body.{extra[0][:64]}: unknown field; the body takes image_base64 (or image)")
-    given = [f for f in JSON_FIELDS if f in payload]
-    if len(given) != 1:
-        raise InvalidParameter("body: give exactly one of image_base64 or image")
-    field, text = given[0], payload[given[0]]
-    if isinstance(text, str) and len(text) * 3 // 4 > max_bytes + 3:
-        raise PayloadTooLarge(f"{field}: image is larger than the limit of {max_bytes} bytes")
-    # decode_base64 is given 3 bytes of slack so that its own size check (a 400) cannot
-    # pre-empt the 413 below.
-    return _checked_size(decode_base64(text, field=field, max_bytes=max_bytes + 3), max_bytes, field), field
-
-
-async def _multipart(request: Request, max_bytes: int) -> bytes:
-    try:
-        form = await request.form(max_files=1, max_fields=20)
-    except Exception:  # noqa: BLE001 - Starlette raises several types on malformed multipart bodies
-        raise InvalidParameter("body: malformed multipart/form-data (one file field 'image' expected)") from None
-    try:
-        upload = form.get("image")
-        if not isinstance(upload, UploadFile):
-            raise InvalidParameter("image: multipart bodies need a file field named 'image'")
-        return _checked_size(await upload.read(max_bytes + 1), max_bytes, "image")
-    finally:
-        await form.close()
+    return segments.segment(segment, own)
 
 
 # --- errors and logging ------------------------------------------------------------------
@@ -334,32 +192,15 @@ def _log_params(params: ImageSearchParams) -> dict[str, Any]:
     }
 
 
-def _message(status_code: int, message: str) -> JSONResponse:
-    return JSONResponse(status_code=status_code, content={"message": message})
-
-
-def _install_error_handlers(app: FastAPI) -> None:
-    @app.exception_handler(LookalikeError)
-    async def _known(_: Request, exc: LookalikeError) -> JSONResponse:
-        if exc.http_status >= 500:
-            log.error("internal error", exc_info=exc)
-            return _message(500, "Internal server error.")
-        return _message(exc.http_status, exc.message)
-
-    @app.exception_handler(RequestValidationError)
-    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
-        first = (exc.errors() or [{"loc": (), "msg": "invalid request"}])[0]
+def render(problem: Problem) -> JSONResponse:
+    """Constructor's error body: ``{"message": "<parameter>: <rule>"}``; a request-validation
+    error names only its first field, dotted (``fmt_options.fields``)."""
+    message = problem.message
+    if problem.validation and problem.validation[0].get("type") != "json_invalid":
+        first = problem.validation[0]
         where = ".".join(str(p) for p in first.get("loc", ()) if p not in ("body", "query")) or "body"
-        return _message(400, f"{where}: {first.get('msg')}")
-
-    @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return _message(exc.status_code, str(exc.detail))
-
-    @app.exception_handler(Exception)
-    async def _internal(_: Request, exc: Exception) -> JSONResponse:
-        log.error("internal error", exc_info=exc)
-        return _message(500, "Internal server error.")
+        message = f"{where}: {first.get('msg')}"
+    return JSONResponse(status_code=problem.http_status, content={"message": message}, headers=problem.headers)
 
 
 def _query(name: str, description: str, schema: dict, required: bool = False) -> dict:

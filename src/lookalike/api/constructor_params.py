@@ -38,12 +38,12 @@ import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, overload
 
 from ..errors import InvalidParameter
 from ..filters import MAX_FIELD_LENGTH
+from ..service.index_keys import check_section
 from ..service.validation import MAX_TAG_VALUE_CHARS
-from ..store.index_keys import check_section
 
 #: Most results a query pages through: ``search_image``'s largest ``top_k``.
 RESULTS_CAP = 1000
@@ -253,6 +253,12 @@ def _bool(value: str | None, name: str) -> bool:
     raise InvalidParameter(f"{name}: must be true or false (got {value[:32]!r})")
 
 
+@overload
+def _int(value: str | None, name: str, low: int, high: int | None, default: int) -> int: ...
+@overload
+def _int(value: str | None, name: str, low: int, high: int | None, default: None) -> int | None: ...
+
+
 def _int(value: str | None, name: str, low: int, high: int | None, default: int | None) -> int | None:
     if value is None:
         return default
@@ -317,7 +323,7 @@ def parse_fmt_options(entries: Sequence[tuple[str, str | None, str]]) -> dict[st
     for key, brackets, value in entries:
         where = f"fmt_options[{key}]{brackets}"
         if key == "facet_options":
-            facet = re.fullmatch(r"\[([^\[\]]+)\](\[\d*\])?", brackets)
+            facet = re.fullmatch(r"\[([^\[\]]+)\](\[\d*\])?", brackets or "")
             if not facet:
                 raise InvalidParameter(f"{where}: write fmt_options[facet_options][NAME]=VALUE")
             _append(out.setdefault("facet_options", {}), facet[1], _text(value, where), where)
@@ -464,7 +470,7 @@ def group_results(items: list[dict[str, Any]], spec: VariationsMap) -> list[dict
             key = ("\0single", n)  # nothing to group on: the result stays alone
         groups.setdefault(key, []).append(item)
     out = []
-    for key, members in groups.items():
+    for members in groups.values():
         values = {name: _aggregate(members, v) for name, v in spec.values.items()}
         head = dict(members[0])
         head["variations_map"] = _shape(spec, members[0]["data"], values)
@@ -477,7 +483,7 @@ def _aggregate(members: list[dict[str, Any]], spec: ValueSpec) -> Any:
     if spec.aggregation == "first":
         return present[0] if present else None
     if spec.aggregation in ("min", "max"):
-        numbers = [v for v in present if isinstance(v, (int, float)) and not isinstance(v, bool)]
+        numbers: list[Any] = [v for v in present if isinstance(v, (int, float)) and not isinstance(v, bool)]
         pool = numbers or [v for v in present if isinstance(v, str)]
         return (min if spec.aggregation == "min" else max)(pool) if pool else None
     if spec.aggregation == "all":

@@ -8,14 +8,13 @@ JSONL file.
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Any
 
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..errors import InvalidParameter
 from ..runtime import Runtime
-from ..service.creator_import import parse_creator
 from .envelope import ok
 
 PREFIX = "/api/v1/creators"
@@ -36,7 +35,7 @@ class ImportCreatorsRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    platform: Literal["instagram", "tiktok"] | None = None
+    platform: str | None = None
     creators: list[dict[str, Any]] = Field(min_length=1, max_length=MAX_CREATORS_PER_REQUEST)
 
 
@@ -50,15 +49,14 @@ def import_creators(body: ImportCreatorsRequest, request: Request) -> dict:
     apply each one atomically: the profile is updated, new posts added, changed images
     re-embedded, unlisted posts dropped. A creator whose images cannot be read is listed in
     ``failed`` and left exactly as it was."""
-    rt = _rt(request)
+    admin = _rt(request).creator_admin
     items = [(f"creators[{i}]", obj) for i, obj in enumerate(body.creators)]
-    for where, obj in items:  # fail fast and write nothing on malformed input
-        try:
-            parse_creator(obj, where, body.platform)
-        except InvalidParameter as exc:
-            exc.message = _field_path(exc.message)
-            raise
-    outcome = rt.creator_importer.import_creators(items, default_platform=body.platform)
+    try:  # fail fast and write nothing on malformed input
+        admin.check(items, body.platform)
+    except InvalidParameter as exc:
+        exc.message = _field_path(exc.message)
+        raise
+    outcome = admin.import_creators(items, body.platform)
     return ok({
         "imported": outcome.imported,
         "unchanged": outcome.unchanged,
@@ -76,14 +74,10 @@ def _field_path(message: str) -> str:
 
 @router.delete("/{platform}/{user_id}", summary="Delete a creator and its posts")
 def delete_creator(platform: str, user_id: str, request: Request) -> dict:
-    if platform not in ("instagram", "tiktok"):
-        raise InvalidParameter("platform: must be instagram or tiktok")
-    _rt(request).creators.delete_creator(platform, user_id)
+    _rt(request).creator_admin.delete(platform, user_id)
     return ok({"platform": platform, "userId": user_id, "deleted": True})
 
 
 @router.get("/{platform}", summary="How many creators a platform holds")
 def count_creators(platform: str, request: Request) -> dict:
-    if platform not in ("instagram", "tiktok"):
-        raise InvalidParameter("platform: must be instagram or tiktok")
-    return ok({"platform": platform, "creators": _rt(request).creators.count(platform)})
+    return ok({"platform": platform, "creators": _rt(request).creator_admin.count(platform)})

@@ -4,40 +4,34 @@ Request and response shapes follow Modash's image-search and dictionary endpoint
 (``POST /ai/image-search``, ``POST /ai/tiktok/image-search``, ``GET /{platform}/locations``,
 ``GET /{platform}/languages``, ``GET /ai/brands``), so existing clients work against
 ``http://HOST:PORT/v1`` unchanged. Errors use Modash's style
-``{"error": true, "code": ..., "message": ...}``; this sub-application installs its own
-handlers so the operator API's envelope never leaks in.
+``{"error": true, "code": ..., "message": ...}`` (``render``, installed through ``api/errors.py``)
+so the operator API's envelope never leaks in.
 
 Every endpoint needs ``Authorization: Bearer <token>`` (``lookalike tokens create``). Searches
-are rate-limited per token and endpoint and charged in credits (``service.access``); the
-dictionaries are free.
+are rate-limited per token and endpoint and charged in credits, in the order of
+``service.creators.gateway``; the dictionaries are free. Each platform's paths, page sizes and
+stats come from ``service.creators.platforms``.
 """
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from fastapi import FastAPI, Query, Request
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, StrictInt
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ..errors import InvalidImage, InvalidParameter, LookalikeError, RateLimited
-from ..imaging import decode_base64, decode_image, image_format
+from ..errors import InvalidImage, InvalidParameter
+from ..imaging import image_format
 from ..runtime import Runtime
-from ..service.access import cost_milli, format_credits, min_cost_milli
-from ..service.creator_filters import check_page, check_page_size, parse_filters
-from ..service.dictionaries import search_names
-from ..store.creator_types import PostRecord
-from .envelope import _field
-
-log = logging.getLogger(__name__)
+from ..service.creators.access import format_credits
+from ..service.creators.platforms import PLATFORMS, Platform, rules
+from ..service.creators.search import PostRecord, ProfileMatch
+from . import errors, intake
+from .errors import Problem
 
 #: The ``imageType`` values Modash accepts, and the Pillow format each must decode as.
 IMAGE_TYPES = {"image/jpeg": "JPEG", "image/png": "PNG", "image/webp": "WEBP"}
-#: Modash pages Instagram image-search results by 6 profiles.
-INSTAGRAM_PAGE_SIZE = 6
 DICTIONARY_LIMIT_DEFAULT = 10
 MAX_SHOWN_POSTS = 5
 
@@ -49,7 +43,7 @@ class ImageSearchRequest(BaseModel):
 
     imageType: str
     base64Image: str
-    # null means the default, as in ``creator_filters`` (clients send empty form fields that way).
+    # null means the default, as in ``filters`` (clients send empty form fields that way).
     # Strict: true or "2" is a client bug, not page 1 or 2.
     page: StrictInt | None = 0
     filters: dict[str, Any] | None = None
@@ -61,63 +55,34 @@ class TikTokImageSearchRequest(ImageSearchRequest):
     pageSize: StrictInt | None = None
 
 
-def _error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"error": True, "code": code, "message": message}, status_code=status, headers=headers)
+def render(problem: Problem) -> JSONResponse:
+    """Modash's error body: ``{"error": true, "code": "<code>", "message": "<field>: <rule>"}``."""
+    content = {"error": True, "code": problem.code, "message": problem.message}
+    return JSONResponse(content, status_code=problem.http_status, headers=problem.headers)
 
 
-def _install_error_handlers(app: FastAPI) -> None:
-    @app.exception_handler(LookalikeError)
-    async def _lookalike(_: Request, exc: LookalikeError) -> JSONResponse:
-        if exc.http_status >= 500:
-            log.exception("internal error", exc_info=exc)
-        headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, RateLimited) else None
-        return _error(exc.http_status, getattr(exc, "code", None) or exc.status.lower(), exc.message, headers)
-
-    @app.exception_handler(RequestValidationError)
-    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = exc.errors()
-        if errors and errors[0].get("type") == "json_invalid":
-            return _error(400, "invalid_parameter", "body: is not valid JSON")
-        message = "; ".join(f"{_field(tuple(e['loc']))}: {e['msg']}" for e in errors[:5]) or "invalid request"
-        return _error(400, "invalid_parameter", message)
-
-    @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        return _error(exc.status_code, code, str(exc.detail))
-
-    @app.exception_handler(Exception)
-    async def _internal(_: Request, exc: Exception) -> JSONResponse:
-        log.exception("internal error", exc_info=exc)
-        return _error(500, "internal_error", "Internal server error.")
-
-
-def _query_image(body: ImageSearchRequest, max_bytes: int, max_pixels: int):
-    """Decode ``base64Image`` and check it is what ``imageType`` says.
+def _query_image(body: ImageSearchRequest, max_bytes: int) -> bytes:
+    """The bytes of ``base64Image``, checked to be what ``imageType`` says.
 
     Raises:
         InvalidParameter: ``imageType`` is not one of ``IMAGE_TYPES``, or the bytes are another format.
-        InvalidImage: not base64, over ``max_bytes`` bytes, or not a decodable image.
+        InvalidImage: not base64, empty or over ``max_bytes`` bytes.
     """
     if body.imageType not in IMAGE_TYPES:
         raise InvalidParameter(f"imageType: must be one of {', '.join(IMAGE_TYPES)}")
-    data = decode_base64(body.base64Image, field="base64Image", max_bytes=max_bytes)
+    data = intake.from_base64(body.base64Image, field="base64Image", max_bytes=max_bytes)
     actual = image_format(data)
     if actual is not None and actual != IMAGE_TYPES[body.imageType]:
         raise InvalidImage(f"imageType: is {body.imageType} but base64Image holds a {actual} image")
-    return decode_image(data, field="base64Image", max_pixels=max_pixels)
+    return data
 
 
-def _stats(post: PostRecord, platform: str) -> dict[str, int]:
-    keys = ("likesCount", "commentsCount") + (("sharesCount", "playsCount", "collectsCount") if platform == "tiktok" else ())
-    return {k: int(post.stats.get(k, 0)) for k in keys}
+def _post(post: PostRecord, platform: Platform) -> dict[str, Any]:
+    stats = {k: int(post.stats.get(k, 0)) for k in platform.stats}
+    return {"id": post.post_id, "url": post.url, "thumbnail": post.thumbnail, "stats": stats}
 
 
-def _post(post: PostRecord, platform: str) -> dict[str, Any]:
-    return {"id": post.post_id, "url": post.url, "thumbnail": post.thumbnail, "stats": _stats(post, platform)}
-
-
-def _profile(match, platform: str) -> dict[str, Any]:
+def _profile(match: ProfileMatch, platform: Platform) -> dict[str, Any]:
     c = match.creator
     return {
         "userId": c.user_id,
@@ -135,95 +100,65 @@ def _profile(match, platform: str) -> dict[str, Any]:
 def create_modash_app(runtime: Runtime) -> FastAPI:
     """The Modash-compatible sub-application over ``runtime`` (mount it at ``/v1``)."""
     app = FastAPI(title="Lookalike creator search (Modash-compatible)", docs_url="/docs", openapi_url="/openapi.json")
-    _install_error_handlers(app)
-    settings = runtime.settings
-
-    def authenticate(request: Request):
-        return runtime.access.authenticate(request.headers.get("authorization"))
-
-    def search(platform: str, endpoint: str, body: ImageSearchRequest, request: Request) -> JSONResponse:
-        token = authenticate(request)
-        page_size = INSTAGRAM_PAGE_SIZE
-        if isinstance(body, TikTokImageSearchRequest):
-            page_size = check_page_size(platform, body.pageSize)
-        page = check_page(body.page, page_size)
-        query = parse_filters(platform, _brand_names(runtime, platform, body.filters))
-        if query.locations:
-            runtime.locations.validate_ids(body.filters["locations"], "filters.locations")  # type: ignore[index]
-        image = _query_image(body, settings.max_query_bytes, settings.max_image_pixels)
-        # Validation first, so malformed requests neither take the rate-limit slot nor cost credits.
-        runtime.access.admit(token, endpoint)
-        runtime.access.require(token, min_cost_milli(platform))
-        result = runtime.creator_search.search(platform, image, query, page=page, page_size=page_size)
-        # Charged last, once, all or nothing: anything that failed above cost nothing.
-        receipt = runtime.access.charge(token, cost_milli(platform, len(result.profiles)))
-        content = {"error": False, "total": result.total, "profiles": [_profile(m, platform) for m in result.profiles]}
-        headers = {"X-Credits-Charged": format_credits(receipt.charged_milli),
-                   "X-Credits-Left": format_credits(receipt.left_milli)}
-        return JSONResponse(content, headers=headers)
-
-    @app.post("/ai/image-search", summary="Instagram creators whose posts look like an image")
-    def instagram_image_search(body: ImageSearchRequest, request: Request) -> JSONResponse:
-        return search("instagram", "ai/image-search", body, request)
-
-    @app.post("/ai/tiktok/image-search", summary="TikTok creators whose posts look like an image")
-    def tiktok_image_search(body: TikTokImageSearchRequest, request: Request) -> JSONResponse:
-        return search("tiktok", "ai/tiktok/image-search", body, request)
-
-    def limit_of(limit: int) -> int:
-        if not 1 <= limit <= 100:
-            raise InvalidParameter("limit: must be an integer from 1 to 100")
-        return limit
-
-    for platform in ("instagram", "tiktok"):
-        _dictionary_routes(app, runtime, platform, authenticate, limit_of)
+    errors.install(app, render)
+    for name in PLATFORMS:
+        _search_route(app, runtime, rules(name))
+        _dictionary_routes(app, runtime, rules(name))
     return app
 
 
-def _brand_names(runtime: Runtime, platform: str, filters: dict[str, Any] | None) -> dict[str, Any] | None:
-    """Brands may be given by the ids of ``/ai/brands`` or by name; the search matches names."""
-    brands = filters.get("brands") if isinstance(filters, dict) else None
-    if not isinstance(brands, list) or not any(isinstance(b, int) and not isinstance(b, bool) for b in brands):
-        return filters
-    by_id = {brand_id(name): name for name in runtime.creators.brands(platform)}
-    names = []
-    for i, b in enumerate(brands):
-        if isinstance(b, int) and not isinstance(b, bool):
-            if b not in by_id:
-                raise InvalidParameter(f"filters.brands[{i}]: unknown brand id {b} (see /ai/brands)")
-            names.append(by_id[b])
-        else:
-            names.append(b)
-    return {**filters, "brands": names}
+def _search_route(app: FastAPI, runtime: Runtime, platform: Platform) -> None:
+    # A fixed page size takes no pageSize field (the body model forbids extra fields).
+    model = ImageSearchRequest if platform.page_size_max is None else TikTokImageSearchRequest
+    max_bytes = runtime.settings.max_query_bytes
+
+    def image_search(body: ImageSearchRequest, request: Request) -> JSONResponse:
+        billed = runtime.creator_gateway.image_search(
+            request.headers.get("authorization"), platform.name,
+            image=lambda: _query_image(body, max_bytes),
+            page=body.page, page_size=getattr(body, "pageSize", None), filters=body.filters,
+        )
+        content = {"error": False, "total": billed.page.total,
+                   "profiles": [_profile(m, platform) for m in billed.page.profiles]}
+        headers = {"X-Credits-Charged": format_credits(billed.charged_milli),
+                   "X-Credits-Left": format_credits(billed.left_milli)}
+        return JSONResponse(content, headers=headers)
+
+    image_search.__annotations__["body"] = model
+    image_search.__name__ = f"{platform.name}_image_search"
+    app.add_api_route(platform.search_path, image_search, methods=["POST"],
+                      summary=f"{platform.name.capitalize()} creators whose posts look like an image")
 
 
-def brand_id(name: str) -> int:
-    """A stable positive id for a brand name (CRC-32 of its lower-case UTF-8 form)."""
-    import zlib
+def _limit(limit: int) -> int:
+    if not 1 <= limit <= 100:
+        raise InvalidParameter("limit: must be an integer from 1 to 100")
+    return limit
 
-    return zlib.crc32(name.strip().lower().encode())
 
+def _dictionary_routes(app: FastAPI, runtime: Runtime, platform: Platform) -> None:
+    name = platform.name
 
-def _dictionary_routes(app: FastAPI, runtime: Runtime, platform: str, authenticate, limit_of) -> None:
-    brands_path = "/ai/brands" if platform == "instagram" else "/ai/tiktok/brands"
+    def authenticate(request: Request) -> None:
+        runtime.creator_gateway.authenticate(request.headers.get("authorization"))
 
-    @app.get(f"/{platform}/locations", summary=f"Locations for {platform} filters, by name prefix")
+    @app.get(f"/{name}/locations", summary=f"Locations for {name} filters, by name prefix")
     def locations(request: Request, query: str = Query("", max_length=100), limit: int = DICTIONARY_LIMIT_DEFAULT) -> dict:
         authenticate(request)
-        found = runtime.locations.search(query, limit_of(limit))
+        found = runtime.locations.search(query, _limit(limit))
         return {"error": False, "total": len(found),
                 "locations": [{"id": loc.id, "name": loc.name, "title": runtime.locations.title(loc.id)} for loc in found]}
 
-    @app.get(f"/{platform}/languages", summary=f"Languages for {platform} filters, by code or name prefix")
+    @app.get(f"/{name}/languages", summary=f"Languages for {name} filters, by code or name prefix")
     def languages(request: Request, query: str = Query("", max_length=100), limit: int = DICTIONARY_LIMIT_DEFAULT) -> dict:
         authenticate(request)
-        found = runtime.languages.search(query, limit_of(limit))
+        found = runtime.languages.search(query, _limit(limit))
         return {"error": False, "total": len(found), "languages": [{"code": lang.code, "name": lang.name} for lang in found]}
 
     def brands(request: Request, query: str = Query("", max_length=100), limit: int = DICTIONARY_LIMIT_DEFAULT) -> dict:
         authenticate(request)
-        found = search_names(runtime.creators.brands(platform), query, limit_of(limit))
-        return {"error": False, "total": len(found), "brands": [{"id": brand_id(n), "name": n} for n in found]}
+        found = runtime.brands.search(name, query, _limit(limit))
+        return {"error": False, "total": len(found), "brands": [{"id": i, "name": n} for i, n in found]}
 
-    app.add_api_route(brands_path, brands, methods=["GET"], summary=f"Brands of {platform} creators, by name prefix")
-    app.add_api_route(f"/{platform}/brands", brands, methods=["GET"], include_in_schema=False)
+    app.add_api_route(platform.brands_path, brands, methods=["GET"], summary=f"Brands of {name} creators, by name prefix")
+    app.add_api_route(f"/{name}/brands", brands, methods=["GET"], include_in_schema=False)

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import base64
 from dataclasses import asdict
 
 from fastapi import APIRouter, Query, Request
 
 from ..runtime import Runtime
 from ..service.importer import ImportItem
+from ..service.libraries import ImageRecord, LibraryRecord
 from ..service.search import SearchResult, SegmentMatch
-from ..store import ImageRecord, LibraryRecord
+from . import intake, segments
 from .envelope import Envelope, ok
 from .schemas import (
     CreateLibraryRequest,
@@ -49,21 +51,15 @@ def _image(record: ImageRecord) -> dict:
 
 def _result(result: SearchResult) -> dict:
     out = asdict(result)
+    data = out.pop("image_bytes")
+    out["image_base64"] = base64.b64encode(data).decode() if data is not None else None
     if out["segment"] is None:  # only segmented queries tag results with their segment
         del out["segment"]
     return out
 
 
 def _segment(segment: SegmentMatch) -> dict:
-    x, y, width, height = segment.bbox
-    return {
-        "index": segment.index,
-        "bbox": {"x": x, "y": y, "width": width, "height": height},
-        "mask_area": segment.mask_area,
-        "label": segment.label,
-        "score": segment.score,
-        "results": [_result(r) for r in segment.results],
-    }
+    return segments.segment(segment, [_result(r) for r in segment.results])
 
 
 # exclude_unset: "segments" and a result's "segment" appear only when the query has segments.
@@ -73,17 +69,17 @@ def _segment(segment: SegmentMatch) -> dict:
 def search_by_image(body: SearchByImageRequest, request: Request) -> dict:
     """Images most similar to the query image, best first; with ``use_segmentation``, every
     detected item is searched and the results merged fairly (round-robin over the items)."""
-    search = _rt(request).search
-    found = search.search_image(
+    rt = _rt(request)
+    found = rt.search.search_image(
         body.library_name,
-        search.query_bytes(body.image_base64, field="image_base64"),
+        intake.from_base64(body.image_base64, field="image_base64", max_bytes=rt.settings.max_query_bytes),
         field="image_base64",
         top_k=body.top_k,
         tag_filter=body.tag_filter,
         use_segmentation=body.use_segmentation,
         crop_type=body.search_crop_type,
         return_segments=body.return_segments,
-        return_image_base64=body.return_image_base64,
+        return_image_bytes=body.return_image_base64,
     )
     data: dict = {"results": [_result(r) for r in found.results]}
     if found.segments is not None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import NoReturn, Optional
+from typing import NoReturn
 
 import typer
 from rich.console import Console
@@ -18,11 +18,13 @@ err = Console(stderr=True)
 DataDir = typer.Option(None, "--data-dir", envvar="LOOKALIKE_DATA_DIR", help="State folder (default ~/.lookalike).")
 
 
-def _runtime(data_dir: Optional[Path]) -> Runtime:
+def open_runtime(data_dir: Path | None) -> Runtime:
+    """The runtime over ``data_dir`` (else ``$LOOKALIKE_DATA_DIR`` / ``~/.lookalike``); the caller closes it."""
     return Runtime.open(Settings.from_env(data_dir))
 
 
-def _fail(exc: Exception) -> NoReturn:
+def fail(exc: Exception) -> NoReturn:
+    """Print ``exc``'s message on stderr and exit with code 2."""
     err.print(f"[red]error:[/red] {exc.message if isinstance(exc, LookalikeError) else exc}")
     raise typer.Exit(code=2)
 

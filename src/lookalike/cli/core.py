@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.progress import (
@@ -19,7 +18,7 @@ from rich.table import Table
 
 from ..errors import LookalikeError
 from ..runtime import Runtime
-from .common import DataDir, _fail, _runtime, console, err
+from .common import DataDir, console, err, fail, open_runtime
 
 app = typer.Typer(help="Lookalike: self-hosted visual search.", no_args_is_help=True, pretty_exceptions_enable=False)
 library_app = typer.Typer(help="Create, list and delete image libraries.", no_args_is_help=True)
@@ -29,38 +28,38 @@ app.add_typer(library_app, name="library")
 def serve(
     host: str = typer.Option("127.0.0.1", help="Address to bind."),
     port: int = typer.Option(8000, help="Port to bind."),
-    data_dir: Optional[Path] = DataDir,
+    data_dir: Path | None = DataDir,
 ) -> None:
     """Serve the HTTP API (docs at /docs)."""
     import uvicorn
 
     from ..api import create_app
 
-    uvicorn.run(create_app(_runtime(data_dir), warm=True), host=host, port=port)
+    uvicorn.run(create_app(open_runtime(data_dir), warm=True), host=host, port=port)
 
 
 @library_app.command("create")
 def library_create(
     name: str,
     mode: str = typer.Option("general_search", help="general_search or item_search."),
-    model: Optional[str] = typer.Option(None, help="Model id (default efficientnet-lite0)."),
-    data_dir: Optional[Path] = DataDir,
+    model: str | None = typer.Option(None, help="Model id (default efficientnet-lite0)."),
+    data_dir: Path | None = DataDir,
 ) -> None:
     """Create an empty library."""
-    rt = _runtime(data_dir)
+    rt = open_runtime(data_dir)
     try:
         record = rt.libraries.create(name, mode, model)
     except LookalikeError as exc:
-        _fail(exc)
+        fail(exc)
     finally:
         rt.close()
     console.print(f"created library [bold]{record.name}[/bold] ({record.mode}, model {record.model_id})")
 
 
 @library_app.command("list")
-def library_list(data_dir: Optional[Path] = DataDir) -> None:
+def library_list(data_dir: Path | None = DataDir) -> None:
     """List libraries with their image counts."""
-    rt = _runtime(data_dir)
+    rt = open_runtime(data_dir)
     try:
         table = Table("name", "mode", "model", "images")
         for r in rt.libraries.list():
@@ -71,26 +70,26 @@ def library_list(data_dir: Optional[Path] = DataDir) -> None:
 
 
 @library_app.command("delete")
-def library_delete(name: str, data_dir: Optional[Path] = DataDir) -> None:
+def library_delete(name: str, data_dir: Path | None = DataDir) -> None:
     """Delete a library and all its images."""
-    rt = _runtime(data_dir)
+    rt = open_runtime(data_dir)
     try:
         rt.libraries.delete(name)
     except LookalikeError as exc:
-        _fail(exc)
+        fail(exc)
     finally:
         rt.close()
     console.print(f"deleted library {name}")
 
 
 @library_app.command("compact")
-def library_compact(name: str, data_dir: Optional[Path] = DataDir) -> None:
+def library_compact(name: str, data_dir: Path | None = DataDir) -> None:
     """Rewrite a library's vector files without its deleted images (a server does it on its own)."""
-    rt = _runtime(data_dir)
+    rt = open_runtime(data_dir)
     try:
         reclaimed = rt.libraries.compact(name)
     except LookalikeError as exc:
-        _fail(exc)
+        fail(exc)
     finally:
         rt.close()
     console.print(f"compacted library {name}: reclaimed {reclaimed} vector rows")
@@ -126,14 +125,14 @@ def import_source(rt: Runtime, library: str, source: Path, *, quiet: bool = Fals
 def import_cmd(
     library: str,
     source: Path = typer.Argument(..., exists=True, help="A folder of images, a .csv or a .jsonl file."),
-    data_dir: Optional[Path] = DataDir,
+    data_dir: Path | None = DataDir,
 ) -> None:
     """Import images; re-running skips image_ids already stored."""
-    rt = _runtime(data_dir)
+    rt = open_runtime(data_dir)
     try:
         outcome = import_source(rt, library, source)
     except (LookalikeError, ValueError) as exc:
-        _fail(exc)
+        fail(exc)
     finally:
         rt.close()
     for where, message in outcome.failed:
@@ -146,14 +145,13 @@ def import_cmd(
 @app.command()
 def search(
     library: str,
-    image: Optional[Path] = typer.Option(None, "--image", exists=True, help="Query image file."),
-    text: Optional[str] = typer.Option(None, "--text", help="Query text."),
+    image: Path | None = typer.Option(None, "--image", exists=True, help="Query image file."),
+    text: str | None = typer.Option(None, "--text", help="Query text."),
     top_k: int = typer.Option(10, "--top-k"),
-    filter: Optional[str] = typer.Option(None, "--filter", help="tag_filter as JSON."),
-    data_dir: Optional[Path] = DataDir,
+    filter: str | None = typer.Option(None, "--filter", help="tag_filter as JSON."),
+    data_dir: Path | None = DataDir,
 ) -> None:
     """Search a library by an image or a text; prints JSON results."""
-    import base64
 
     if (image is None) == (text is None):
         err.print("error: give exactly one of --image or --text")
@@ -163,15 +161,14 @@ def search(
     except json.JSONDecodeError as exc:
         err.print(f"error: --filter is not valid JSON ({exc.msg})")
         raise typer.Exit(code=2) from None
-    rt = _runtime(data_dir)
+    rt = open_runtime(data_dir)
     try:
         if image is not None:
-            b64 = base64.b64encode(image.read_bytes()).decode()
-            results = rt.search.by_image(library, b64, top_k, tag_filter)
+            results = rt.search.by_image(library, image.read_bytes(), top_k, tag_filter, field="--image")
         else:
             results = rt.search.by_text(library, text, top_k, tag_filter)
     except LookalikeError as exc:
-        _fail(exc)
+        fail(exc)
     finally:
         rt.close()
     json.dump([{"image_id": r.image_id, "image_uri": r.image_uri, "score": r.score, "tags": r.tags} for r in results],
@@ -181,19 +178,19 @@ def search(
 
 @app.command()
 def demo(
-    images: Optional[Path] = typer.Option(None, "--images", exists=True, file_okay=False,
+    images: Path | None = typer.Option(None, "--images", exists=True, file_okay=False,
                                           help="Folder of photos (default: photos shipped by installed packages)."),
     library: str = typer.Option("demo", help="Library to build."),
     serve_after: bool = typer.Option(True, "--serve/--no-serve", help="Serve the API afterwards."),
     host: str = typer.Option("127.0.0.1"),
     port: int = typer.Option(8000),
-    data_dir: Optional[Path] = DataDir,
+    data_dir: Path | None = DataDir,
 ) -> None:
     """Build a demo library from real photos, then serve it."""
     from ..demo import demo_photos
     from ..service.importer import ImportItem
 
-    rt = _runtime(data_dir)
+    rt = open_runtime(data_dir)
     try:
         if library not in {r.name for r in rt.libraries.list()}:
             rt.libraries.create(library, "general_search")
@@ -206,7 +203,7 @@ def demo(
         count = rt.libraries.get(library).image_count
     except LookalikeError as exc:
         rt.close()
-        _fail(exc)
+        fail(exc)
     rt.close()
     console.print(f"library [bold]{library}[/bold]: {count} images (added {len(outcome.added)} now)")
     if serve_after:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.progress import (
@@ -15,7 +14,8 @@ from rich.progress import (
 )
 
 from ..errors import LookalikeError
-from .common import DataDir, _fail, _runtime, console, err
+from ..service.creators.platforms import PLATFORMS
+from .common import DataDir, console, err, fail, open_runtime
 
 creators_app = typer.Typer(help="Creator search: import, refresh and demo creators with their posts.", no_args_is_help=True)
 
@@ -23,15 +23,15 @@ creators_app = typer.Typer(help="Creator search: import, refresh and demo creato
 def creators_import(
     source: Path = typer.Argument(..., exists=True, dir_okay=False, metavar="FILE.jsonl",
                                   help="One creator with its posts per line."),
-    platform: Optional[str] = typer.Option(None, "--platform", help="instagram or tiktok, for lines without one."),
-    data_dir: Optional[Path] = DataDir,
+    platform: str | None = typer.Option(None, "--platform", help=f"{' or '.join(PLATFORMS)}, for lines without one."),
+    data_dir: Path | None = DataDir,
 ) -> None:
     """Import or refresh creators; unchanged lines are skipped, bad lines reported and skipped."""
     from rich.markup import escape
 
-    from ..service.creator_import import count_lines
+    from ..service.creators.importer import count_lines
 
-    rt = _runtime(data_dir)  # opens no model until a line needs one
+    rt = open_runtime(data_dir)  # opens no model until a line needs one
     columns = (TextColumn("importing creators"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     try:
         with Progress(*columns, console=err) as progress:
@@ -39,7 +39,7 @@ def creators_import(
             outcome = rt.creator_importer.import_jsonl(source, default_platform=platform,
                                             progress=lambda n: progress.advance(task, n))
     except (LookalikeError, OSError) as exc:
-        _fail(exc)
+        fail(exc)
     finally:
         rt.close()
     for _, message in outcome.failed:
@@ -54,11 +54,11 @@ def creators_demo(
     out: Path = typer.Option(..., "--out", dir_okay=False, metavar="FILE.jsonl", help="JSONL file to write."),
     creators: int = typer.Option(500, "--creators", help="How many creators (1..100000)."),
     seed: int = typer.Option(0, "--seed", help="Random seed: the same arguments give the same bytes."),
-    images: Optional[list[Path]] = typer.Option(
+    images: list[Path] | None = typer.Option(
         None, "--images", exists=True, file_okay=False,
         help="Labelled set (images/ + labels.csv); repeat for several (default: ../shared/datasets/*)."),
     holdout: float = typer.Option(0.1, "--holdout", help="Share of each label's photos held out as queries."),
-    reference_date: Optional[str] = typer.Option(
+    reference_date: str | None = typer.Option(
         None, "--reference-date", metavar="YYYY-MM-DD",
         help="Post dates count back from this day (default 2025-06-30)."),
 ) -> None:
@@ -69,16 +69,16 @@ def creators_demo(
 
     dirs = list(images) if images else default_image_dirs()
     if not dirs:
-        _fail(ValueError("--images: no labelled set given and none found in ../shared/datasets beside the repository"))
+        fail(ValueError("--images: no labelled set given and none found in ../shared/datasets beside the repository"))
     try:
         day = (datetime.strptime(reference_date, "%Y-%m-%d").replace(tzinfo=UTC)
                if reference_date else REFERENCE_DATE)
     except ValueError:
-        _fail(ValueError(f"--reference-date: '{reference_date}' is not a date YYYY-MM-DD"))
+        fail(ValueError(f"--reference-date: '{reference_date}' is not a date YYYY-MM-DD"))
     try:
         report = build_demo(dirs, out, creators, seed, holdout=holdout, reference_date=day)
     except (LookalikeError, OSError) as exc:
-        _fail(exc)
+        fail(exc)
     for reason in report.skipped:
         err.print(f"[yellow]skipped set[/yellow] {reason}", highlight=False)
     console.print(f"{report.creators} creators ({report.instagram} instagram, {report.tiktok} tiktok), "

@@ -6,7 +6,6 @@ import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.progress import (
@@ -20,7 +19,7 @@ from rich.table import Table
 
 from ..config import Settings
 from ..errors import LookalikeError
-from .common import DataDir, _fail, console, err
+from .common import DataDir, console, err, fail
 
 eval_app = typer.Typer(help="Measure relevance and speed: labelled photo sets, creator search, multi-item queries.",
                        no_args_is_help=True)
@@ -28,11 +27,11 @@ eval_app = typer.Typer(help="Measure relevance and speed: labelled photo sets, c
 @eval_app.command("images")
 def eval_images(
     dataset_dir: Path = typer.Argument(..., exists=True, file_okay=False, help="Folder with images/ and labels.csv."),
-    model: Optional[str] = typer.Option(None, "--model", help="Model id (default efficientnet-lite0)."),
+    model: str | None = typer.Option(None, "--model", help="Model id (default efficientnet-lite0)."),
     mode: str = typer.Option("general_search", "--mode", help="Library mode to evaluate."),
     no_text: bool = typer.Option(False, "--no-text", help="Skip text->image queries."),
-    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the figures as JSON here."),
-    data_dir: Optional[Path] = DataDir,
+    json_out: Path | None = typer.Option(None, "--json", help="Write the figures as JSON here."),
+    data_dir: Path | None = DataDir,
 ) -> None:
     """Relevance (mAP@100, P@10, R@10) and speed of a model on a labelled photo set."""
     from ..evaluation.datasets import load_labels
@@ -47,7 +46,7 @@ def eval_images(
             figures = evaluate_dataset(dataset_dir, settings=settings, model_id=model, mode=mode, text=not no_text,
                                        progress=lambda n: progress.advance(task, n))
     except LookalikeError as exc:
-        _fail(exc)
+        fail(exc)
     figures = {"dataset": dataset_dir.name, "model": model or settings.default_model, "mode": mode, **figures}
     table = Table("metric", "value", title=f"lookalike eval images {dataset_dir.name}")
     for key, value in figures.items():
@@ -65,17 +64,17 @@ def eval_images(
 def eval_creators(
     source: Path = typer.Argument(..., exists=True, dir_okay=False, metavar="FILE.jsonl",
                                   help="Creators written by 'lookalike creators demo' (with its sidecar CSVs)."),
-    queries: Optional[Path] = typer.Option(
+    queries: Path | None = typer.Option(
         None, "--queries", exists=True, file_okay=False,
         help="Labelled folder of query photos (images/ + labels.csv; label 'beaches' matches niche "
              "'corel1k/beaches'); default: the demo's held-out photos."),
-    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the figures as JSON here."),
-    data_dir: Optional[Path] = typer.Option(
+    json_out: Path | None = typer.Option(None, "--json", help="Write the figures as JSON here."),
+    data_dir: Path | None = typer.Option(
         None, "--data-dir", file_okay=False,
         help="Import into this data dir and keep it (a re-run reuses the import); default: a temporary one."),
-    limit_queries: Optional[int] = typer.Option(None, "--limit-queries", min=1,
+    limit_queries: int | None = typer.Option(None, "--limit-queries", min=1,
                                                 help="Search with at most N query photos, spread over the labels."),
-    reference_date: Optional[str] = typer.Option(
+    reference_date: str | None = typer.Option(
         None, "--reference-date", metavar="YYYY-MM-DD", help="Search clock: the demo's reference day (default 2025-06-30)."),
 ) -> None:
     """Precision@6, nDCG@6 and latency of creator search, with and without filters."""
@@ -86,14 +85,14 @@ def eval_creators(
     try:
         day = datetime.strptime(reference_date, "%Y-%m-%d").replace(tzinfo=UTC) if reference_date else None
     except ValueError:
-        _fail(ValueError(f"--reference-date: '{reference_date}' is not a date YYYY-MM-DD"))
+        fail(ValueError(f"--reference-date: '{reference_date}' is not a date YYYY-MM-DD"))
     try:
         with _phased_progress("importing creators") as report:
             figures = evaluate_creators(source, queries=queries, settings=Settings.from_env(), progress=report,
                                         data_dir=data_dir, limit_queries=limit_queries,
                                         **({"reference_date": day} if day else {}))
     except (LookalikeError, OSError) as exc:
-        _fail(exc)
+        fail(exc)
     figures = {"file": source.name, **figures}
     console.print(_creator_eval_table(figures))
     console.print(", ".join(f"{k} {figures[k]}" for k in (
@@ -147,7 +146,7 @@ def _default_sop_dir() -> Path:
 
 @eval_app.command("multi-item")
 def eval_multi_item(
-    sop_dir: Optional[Path] = typer.Argument(
+    sop_dir: Path | None = typer.Argument(
         None, file_okay=False, help="Labelled instance set (images/ + labels.csv, label = product id); "
                                     "default ../shared/datasets/sop_subset beside the repository."),
     images: int = typer.Option(60, "--images", min=1, help="Composed query images (2 and 3 items, alternating)."),
@@ -155,10 +154,10 @@ def eval_multi_item(
     mode: str = typer.Option("general_search", "--mode", help="Library mode: general_search or item_search."),
     crop_type: str = typer.Option("bbox", "--crop-type", help="Crops the queries embed: bbox or segment."),
     top_k: int = typer.Option(10, "--top-k", min=1, help="Results judged per list (merged and per segment)."),
-    library_limit: Optional[int] = typer.Option(
+    library_limit: int | None = typer.Option(
         None, "--library-limit", min=1, help="At most N library photos: the pasted products' others, then distractors."),
-    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the figures as JSON here."),
-    data_dir: Optional[Path] = typer.Option(
+    json_out: Path | None = typer.Option(None, "--json", help="Write the figures as JSON here."),
+    data_dir: Path | None = typer.Option(
         None, "--data-dir", file_okay=False,
         help="Compose and import into this folder and keep it (a re-run embeds only what is missing); "
              "default: a temporary one."),
@@ -168,7 +167,7 @@ def eval_multi_item(
 
     source = sop_dir if sop_dir is not None else _default_sop_dir()
     if not (source / "labels.csv").is_file():
-        _fail(ValueError(f"SOP_DIR: {source} has no labels.csv; pass a labelled instance set such as "
+        fail(ValueError(f"SOP_DIR: {source} has no labels.csv; pass a labelled instance set such as "
                          "../shared/datasets/sop_subset (images/ + labels.csv)"))
     try:
         with _phased_progress("importing library") as report:
@@ -176,7 +175,7 @@ def eval_multi_item(
                                           crop_type=crop_type, top_k=top_k, progress=report, data_dir=data_dir,
                                           library_limit=library_limit)
     except (LookalikeError, OSError, ValueError) as exc:
-        _fail(exc)
+        fail(exc)
     figures = {"dataset": source.name, **figures}
     console.print(_multi_item_table(figures))
     console.print(", ".join(f"{k} {figures[k]}" for k in (

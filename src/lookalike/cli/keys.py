@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.table import Table
 
 from ..errors import LookalikeError
 from ..runtime import Runtime
-from .common import DataDir, _fail, _runtime, console
+from .common import DataDir, console, fail, open_runtime
 
 keys_app = typer.Typer(help="Index keys of the Constructor-compatible image search.", no_args_is_help=True)
 
@@ -20,9 +19,9 @@ def _key_sections(specs: list[str]) -> dict[str, str]:
     for spec in specs:
         section, sep, library = spec.partition("=")
         if not sep or not section or not library:
-            _fail(ValueError(f"--section {spec!r}: expected NAME=LIBRARY, e.g. Products=shop"))
+            fail(ValueError(f"--section {spec!r}: expected NAME=LIBRARY, e.g. Products=shop"))
         if section in sections:
-            _fail(ValueError(f"--section {section!r}: given more than once"))
+            fail(ValueError(f"--section {section!r}: given more than once"))
         sections[section] = library
     return sections
 
@@ -36,25 +35,25 @@ def _require_libraries(rt: Runtime, libraries: list[str]) -> None:
 @keys_app.command("create")
 def keys_create(
     section: list[str] = typer.Option(..., "--section", help="NAME=LIBRARY, repeatable; e.g. Products=shop."),
-    data_dir: Optional[Path] = DataDir,
+    data_dir: Path | None = DataDir,
 ) -> None:
     """Create an index key whose sections search the given libraries; prints the key."""
     sections = _key_sections(section)
-    rt = _runtime(data_dir)
+    rt = open_runtime(data_dir)
     try:
         _require_libraries(rt, list(sections.values()))
         key = rt.keys.create(sections)
     except LookalikeError as exc:
-        _fail(exc)
+        fail(exc)
     finally:
         rt.close()
     console.print(key, markup=False, highlight=False)
 
 
 @keys_app.command("list")
-def keys_list(data_dir: Optional[Path] = DataDir) -> None:
+def keys_list(data_dir: Path | None = DataDir) -> None:
     """List index keys with their sections."""
-    rt = _runtime(data_dir)
+    rt = open_runtime(data_dir)
     try:
         table = Table("key", "sections (section = library)")
         for k in rt.keys.list():
@@ -69,15 +68,15 @@ def keys_set_section(
     key: str = typer.Argument(..., help="Index key from 'keys list'."),
     name: str = typer.Argument(..., help="Section name, e.g. Products."),
     library: str = typer.Argument(..., help="Library the section searches."),
-    data_dir: Optional[Path] = DataDir,
+    data_dir: Path | None = DataDir,
 ) -> None:
     """Add a section to a key, or point an existing section at another library."""
-    rt = _runtime(data_dir)
+    rt = open_runtime(data_dir)
     try:
         _require_libraries(rt, [library])
         rt.keys.set_section(key, name, library)
     except LookalikeError as exc:
-        _fail(exc)
+        fail(exc)
     finally:
         rt.close()
     console.print(f"key {key}: section {name} = {library}", markup=False, highlight=False)
@@ -87,14 +86,14 @@ def keys_set_section(
 def keys_remove_section(
     key: str = typer.Argument(..., help="Index key from 'keys list'."),
     name: str = typer.Argument(..., help="Section name."),
-    data_dir: Optional[Path] = DataDir,
+    data_dir: Path | None = DataDir,
 ) -> None:
     """Remove a section from a key."""
-    rt = _runtime(data_dir)
+    rt = open_runtime(data_dir)
     try:
         rt.keys.remove_section(key, name)
     except LookalikeError as exc:
-        _fail(exc)
+        fail(exc)
     finally:
         rt.close()
     console.print(f"key {key}: removed section {name}", markup=False, highlight=False)
@@ -103,14 +102,14 @@ def keys_remove_section(
 @keys_app.command("delete")
 def keys_delete(
     key: str = typer.Argument(..., help="Index key from 'keys list'."),
-    data_dir: Optional[Path] = DataDir,
+    data_dir: Path | None = DataDir,
 ) -> None:
     """Delete an index key: its requests get 401 from then on."""
-    rt = _runtime(data_dir)
+    rt = open_runtime(data_dir)
     try:
         rt.keys.delete(key)
     except LookalikeError as exc:
-        _fail(exc)
+        fail(exc)
     finally:
         rt.close()
     console.print(f"deleted key {key}", markup=False, highlight=False)

@@ -2,50 +2,49 @@
 
 from __future__ import annotations
 
+from datetime import UTC
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.table import Table
 
 from ..config import Settings
 from ..errors import LookalikeError
-from .common import DataDir, _fail, console, err
+from .common import DataDir, console, err, fail
 
 tokens_app = typer.Typer(help="Access tokens and credits of the creator-search API.", no_args_is_help=True)
 
-def _access(data_dir: Optional[Path]):
-    """The AccessService over ``<data_dir>/access.db`` (no models loaded: token commands are instant)."""
-    from ..service.access import AccessService
-    from ..store.token_store import TokenStore
+def _access(data_dir: Path | None):
+    """The access service of ``data_dir`` alone (no models loaded: token commands are instant)."""
+    from ..runtime import open_access
 
-    return AccessService(TokenStore(Settings.from_env(data_dir).data_dir / "access.db"))
+    return open_access(Settings.from_env(data_dir))
 
 
 def _credits_milli(text: str) -> int:
-    from ..service.access import parse_credits
+    from ..service.creators.access import parse_credits
 
     try:
         return parse_credits(text, field="--credits")
     except LookalikeError as exc:
-        _fail(exc)
+        fail(exc)
 
 
 @tokens_app.command("create")
 def tokens_create(
     credits: str = typer.Option(..., "--credits", help="Starting balance in credits, e.g. 10 or 0.15."),
-    label: Optional[str] = typer.Option(None, "--label", help="Free text to recognise the token by."),
-    data_dir: Optional[Path] = DataDir,
+    label: str | None = typer.Option(None, "--label", help="Free text to recognise the token by."),
+    data_dir: Path | None = DataDir,
 ) -> None:
     """Create a token; prints its secret once (only a hash is stored)."""
-    from ..service.access import format_credits
+    from ..service.creators.access import format_credits
 
     milli = _credits_milli(credits)
     access = _access(data_dir)
     try:
         record, secret = access.create_token(milli, label)
     except LookalikeError as exc:
-        _fail(exc)
+        fail(exc)
     finally:
         access.store.close()
     console.print(secret, markup=False, highlight=False)
@@ -55,14 +54,14 @@ def tokens_create(
 
 
 @tokens_app.command("list")
-def tokens_list(data_dir: Optional[Path] = DataDir) -> None:
+def tokens_list(data_dir: Path | None = DataDir) -> None:
     """List tokens (never their secrets)."""
-    from datetime import datetime, timezone
+    from datetime import datetime
 
-    from ..service.access import format_credits
+    from ..service.creators.access import format_credits
 
-    def when(t: Optional[float]) -> str:
-        return "" if t is None else datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%d %H:%M")
+    def when(t: float | None) -> str:
+        return "" if t is None else datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d %H:%M")
 
     access = _access(data_dir)
     try:
@@ -78,17 +77,17 @@ def tokens_list(data_dir: Optional[Path] = DataDir) -> None:
 def tokens_top_up(
     token_id: str = typer.Argument(..., metavar="ID", help="Token id from 'tokens list'."),
     credits: str = typer.Option(..., "--credits", help="Credits to add, e.g. 10 or 0.15."),
-    data_dir: Optional[Path] = DataDir,
+    data_dir: Path | None = DataDir,
 ) -> None:
     """Add credits to a token."""
-    from ..service.access import format_credits
+    from ..service.creators.access import format_credits
 
     milli = _credits_milli(credits)
     access = _access(data_dir)
     try:
         record = access.top_up(token_id, milli)
     except LookalikeError as exc:
-        _fail(exc)
+        fail(exc)
     finally:
         access.store.close()
     console.print(f"token {record.id}: balance {format_credits(record.credits_milli)} credits", highlight=False)
@@ -97,14 +96,14 @@ def tokens_top_up(
 @tokens_app.command("revoke")
 def tokens_revoke(
     token_id: str = typer.Argument(..., metavar="ID", help="Token id from 'tokens list'."),
-    data_dir: Optional[Path] = DataDir,
+    data_dir: Path | None = DataDir,
 ) -> None:
     """Revoke a token for good: its requests get 401."""
     access = _access(data_dir)
     try:
         access.revoke(token_id)
     except LookalikeError as exc:
-        _fail(exc)
+        fail(exc)
     finally:
         access.store.close()
     console.print(f"revoked token {token_id}", highlight=False)

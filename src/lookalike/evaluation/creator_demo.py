@@ -38,7 +38,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InvalidParameter
-from ..service.dictionaries import Locations, fold
+from ..service.creators.dictionaries import Locations, fold
+from ..service.creators.platforms import INSTAGRAM, TIKTOK
 from .datasets import load_labels
 
 MIN_IMAGES_PER_LABEL = 20
@@ -55,8 +56,8 @@ FAKE_HOST = "https://example.invalid"  # RFC 2606: never resolves
 #: micro-influencers). Engagement rate: Beta(2, b) scaled by (followers / 25k) ** -0.1, so bigger
 #: accounts engage a little less; b gives a mean of about 3.5% on Instagram and 7% on TikTok.
 FOLLOWERS_MEDIAN, FOLLOWERS_SIGMA, FOLLOWERS_CLIP = 25_000, 1.4, (1_000, 50_000_000)
-ENGAGEMENT_BETA = {"instagram": (2.0, 55.0), "tiktok": (2.0, 26.0)}
-VIDEO_SHARE = {"instagram": 0.25, "tiktok": 0.9}
+ENGAGEMENT_BETA = {INSTAGRAM: (2.0, 55.0), TIKTOK: (2.0, 26.0)}
+VIDEO_SHARE = {INSTAGRAM: 0.25, TIKTOK: 0.9}
 HIDDEN_COMMENTS_P = 0.05
 BRAND_ACCOUNT_P = 0.08
 HAS_EMAIL_P = 0.45
@@ -168,7 +169,7 @@ def build_demo(
     _write_atomic(queries_path, _csv(("path", "label"), query_rows))
     _write_atomic(niches_path, _csv(("platform", "userId", "niches"), niche_rows))
     posts = [post for c in records for post in c["posts"]]
-    instagram = sum(c["platform"] == "instagram" for c in records)
+    instagram = sum(c["platform"] == INSTAGRAM for c in records)
     return DemoReport(
         out=out, queries=queries_path, niches=niches_path, creators=creators, instagram=instagram,
         tiktok=creators - instagram, posts=len(posts), post_images=len({p["image_path"] for p in posts}),
@@ -245,7 +246,7 @@ def _creator(
     i: int, rng: np.random.Generator, labels: list[str], posts: dict[str, list[Path]], locations: Locations,
     user_ids: set[str], platform_mix: float, reference_date: datetime, base: Path,
 ) -> tuple[dict, tuple[str, ...]]:  # fmt: skip
-    platform = "instagram" if rng.random() < platform_mix else "tiktok"
+    platform = INSTAGRAM if rng.random() < platform_mix else TIKTOK
     n_niches = 1 if len(labels) == 1 or rng.random() < ONE_NICHE_P else 2
     niches = tuple(labels[j] for j in sorted(rng.choice(len(labels), size=n_niches, replace=False)))
     user_id = _user_id(rng, user_ids)
@@ -328,8 +329,8 @@ def _posts(rng: np.random.Generator, creator: dict, images: list[Path], referenc
         post_id = str(int(user_id) * 1000 + k)
         when = (reference_date - timedelta(days=float(age))).astimezone(UTC).replace(microsecond=0)
         video = bool(rng.random() < VIDEO_SHARE[platform])
-        url = (f"{FAKE_HOST}/instagram/p/{post_id}/" if platform == "instagram"
-               else f"{FAKE_HOST}/tiktok/@{creator['username']}/video/{post_id}")
+        url = (f"{FAKE_HOST}/{INSTAGRAM}/p/{post_id}/" if platform == INSTAGRAM
+               else f"{FAKE_HOST}/{TIKTOK}/@{creator['username']}/video/{post_id}")
         rows.append({
             "id": post_id, "url": url, "thumbnail": f"{FAKE_HOST}/{platform}/thumbs/{post_id}.jpg",
             "created_at": when.strftime("%Y-%m-%dT%H:%M:%SZ"), "type": "video" if video else "image",
@@ -344,7 +345,7 @@ def _stats(rng: np.random.Generator, platform: str, followers: int, engagement: 
     likes = round(followers * engagement * rng.lognormal(0.0, 0.6))
     hidden = rng.random() < HIDDEN_COMMENTS_P
     stats = {"likesCount": likes, "commentsCount": -1 if hidden else round(likes * rng.uniform(0.01, 0.06))}
-    if platform == "tiktok":
+    if platform == TIKTOK:
         stats["sharesCount"] = round(likes * rng.uniform(0.005, 0.05))
         stats["playsCount"] = round(likes * rng.uniform(6.0, 25.0))
         stats["collectsCount"] = round(likes * rng.uniform(0.01, 0.08))

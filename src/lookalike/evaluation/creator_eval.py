@@ -54,15 +54,15 @@ from ..config import Settings
 from ..errors import InvalidParameter
 from ..imaging import decode_image
 from ..runtime import Runtime
-from ..service.creator_filters import parse_filters
-from ..service.creator_import import count_lines
-from ..service.creator_search import CreatorSearchService
-from ..service.dictionaries import Locations
+from ..service.creators.dictionaries import Locations
+from ..service.creators.filters import parse_filters
+from ..service.creators.importer import count_lines
+from ..service.creators.search import CreatorSearchService
 from ..store.creator_types import PLATFORMS
 from .creator_demo import REFERENCE_DATE, read_niches, read_queries, sidecar_paths
 from .datasets import load_labels
 
-#: Profiles judged per search: one Instagram page (``creator_filters.INSTAGRAM_PAGE_SIZE``).
+#: Profiles judged per search: one Instagram page (``filters.INSTAGRAM_PAGE_SIZE``).
 CUTOFF = 6
 SECONDS_PER_DAY = 86400.0
 
@@ -169,7 +169,7 @@ def load_queries(jsonl: Path, queries_dir: Path | None = None, limit: int | None
         try:
             rows = load_labels(Path(queries_dir))
         except (FileNotFoundError, ValueError) as exc:
-            raise InvalidParameter(f"queries: {queries_dir} needs images/ and labels.csv (path,label,split): {exc}")
+            raise InvalidParameter(f"queries: {queries_dir} needs images/ and labels.csv (path,label,split): {exc}") from None
         if any(r.split == "query" for r in rows):
             rows = [r for r in rows if r.split == "query"]
         posts = _post_paths(jsonl)

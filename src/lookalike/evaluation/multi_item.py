@@ -30,15 +30,15 @@ from typing import Any, Literal
 import numpy as np
 from PIL import Image, ImageFilter
 
-from lookalike.config import Settings
-from lookalike.crops import check_crop_type
-from lookalike.errors import InvalidParameter, LibraryNotFound
-from lookalike.evaluation.datasets import LabelledImage, load_labels
-from lookalike.models.detector import Detection, Detector
-from lookalike.runtime import Runtime
-from lookalike.service.importer import ImportItem
-from lookalike.service.search import MAX_IMAGE_TOP_K, ImageQueryResult, SearchService
-from lookalike.service.validation import check_mode
+from ..config import Settings
+from ..crops import check_crop_type
+from ..errors import InvalidParameter, LibraryNotFound
+from ..models.detector import Detection, Detector
+from ..runtime import Runtime
+from ..service.importer import ImportItem
+from ..service.search import MAX_IMAGE_TOP_K, ImageQueryResult, SearchService
+from ..service.validation import check_mode
+from .datasets import LabelledImage, load_labels
 
 Background = Literal["neutral", "busy"]
 BACKGROUNDS: tuple[Background, ...] = ("neutral", "busy")

@@ -13,7 +13,6 @@ Protocol:
 
 from __future__ import annotations
 
-import base64
 import tempfile
 import time
 from collections import Counter
@@ -158,9 +157,9 @@ def _latency(rt: Runtime, sample: list[LabelledImage]) -> dict[str, float]:
     step = max(1, len(sample) // LATENCY_QUERIES)
     times = []
     for row in sample[::step][:LATENCY_QUERIES]:
-        b64 = base64.b64encode(row.path.read_bytes()).decode()
+        data = row.path.read_bytes()
         start = time.perf_counter()
-        rt.search.by_image(LIBRARY, b64, top_k=10)
+        rt.search.by_image(LIBRARY, data, top_k=10)
         times.append((time.perf_counter() - start) * 1000)
     return {"query_p50_ms": round(float(np.percentile(times, 50)), 2),
             "query_p95_ms": round(float(np.percentile(times, 95)), 2)}

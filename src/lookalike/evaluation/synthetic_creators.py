@@ -6,10 +6,11 @@ synthetic embeddings instead of photos, so a million posts cost no model time: `
 centres in ``dim`` dimensions plus a shared offset (real CNN features are mostly positively
 correlated), with variance along axis i falling as 1 / (i + 1) as in
 ``benchmarks/filtered_recall.make_clustered`` (learned embeddings spread their variance over a
-few dozen directions; isotropic noise would be a much harder case for any compact form), each creator with one or two niches and 80-90 % of its posts drawn around them, a
-post being ``centre + 0.6 * offset + spread * noise`` normalised, with ``spread`` uniform in
-0.6..1.4 so same-niche cosines straddle the match threshold (cosine 0.48 for
-efficientnet-lite0) as real same-class photos do. Queries are fresh draws around a niche.
+few dozen directions; isotropic noise would be a much harder case for any compact form), each
+creator with one or two niches and 80-90 % of its posts drawn around them, a post being
+``centre + 0.6 * offset + spread * noise`` normalised, with ``spread`` uniform in 0.6..1.4 so
+same-niche cosines straddle the match threshold (cosine 0.48 for efficientnet-lite0) as real
+same-class photos do. Queries are fresh draws around a niche.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import cast
 
 import numpy as np
 
-from ..service.dictionaries import Locations
+from ..service.creators.dictionaries import Locations
 from ..store.creator_store import CreatorStore
 from ..store.creator_types import CreatorRecord, PostRecord
 from .creator_demo import (

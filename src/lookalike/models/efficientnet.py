@@ -145,7 +145,7 @@ class EfficientNetConSE:
     (n, 384) float32, L2-normalised, in the all-MiniLM-L6-v2 space.
 
     Args:
-        model_id: ``efficientnet-lite0`` (default), ``-lite1`` or ``-lite2``.
+        model_id: ``efficientnet-lite0``, ``-lite1`` or ``-lite2``.
         cache_dir: the ONNX cache root (``Settings.model_cache_dir``); this model uses
             ``<cache_dir>/<model_id>/``.
         text_encoder: a shared MiniLM encoder; built from ``cache_dir`` if omitted.
@@ -158,8 +158,8 @@ class EfficientNetConSE:
 
     def __init__(
         self,
-        model_id: str = DEFAULT_MODEL_ID,
-        cache_dir: Path | None = None,
+        model_id: str,
+        cache_dir: Path,
         text_encoder: MiniLMEncoder | None = None,
         batch_size: int = DEFAULT_BATCH_SIZE,
     ) -> None:
@@ -167,10 +167,6 @@ class EfficientNetConSE:
             raise ModelUnavailable(
                 f"unknown EfficientNet model '{model_id}'; known: {', '.join(VARIANTS)}"
             )
-        if cache_dir is None:
-            from lookalike.config import Settings
-
-            cache_dir = Settings.from_env().model_cache_dir
         self._variant = VARIANTS[model_id]
         self.batch_size = max(1, int(batch_size))
         self.cache_dir = model_dir(cache_dir, model_id)

@@ -158,7 +158,7 @@ def _export_and_check(spec: ExportSpec, onnx_path: Path) -> dict[str, Any]:
                 output_names=list(spec.output_names),
                 dynamic_shapes=dict(spec.dynamic_shapes) if spec.dynamic_shapes else None,
                 # The legacy TorchScript exporter produced wrong EfficientNet-Lite
-                # outputs (/work/shared/research/models.md); the dynamo exporter matched.
+                # outputs (docs/research.md#models); the dynamo exporter matched.
                 dynamo=True,
                 external_data=True,
                 verbose=False,

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Callable
+import builtins
+from collections.abc import Callable
 
 from ..errors import InvalidParameter, ModelMismatch
 from ..models.base import Embedder
 from ..store import ImageRecord, LibraryRecord, Store
 from .validation import check_image_id, check_library_name, check_mode, check_tags
+
+__all__ = ["ImageRecord", "LibraryRecord", "LibraryService", "ModelProvider"]  # the records are what faces format
 
 ModelProvider = Callable[[str], Embedder]
 """Returns the loaded model for a model id; raises ``ModelUnavailable``."""
@@ -93,7 +96,7 @@ class LibraryService:
         """Raises ``LibraryNotFound`` or ``ImageNotFound``."""
         return self._store.get_image(library, check_image_id(image_id))
 
-    def list_images(self, library: str, offset: int = 0, limit: int = 100) -> list[ImageRecord]:
+    def list_images(self, library: str, offset: int = 0, limit: int = 100) -> builtins.list[ImageRecord]:
         """A page of images in import order. Raises ``InvalidParameter`` for a bad page."""
         if offset < 0:
             raise InvalidParameter("offset: must be >= 0")

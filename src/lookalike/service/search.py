@@ -7,7 +7,6 @@ query, each item's crop is searched on its own, and the ranked lists are merged 
 
 from __future__ import annotations
 
-import base64
 import io
 from dataclasses import dataclass, replace
 
@@ -18,7 +17,7 @@ from ..config import Settings
 from ..crops import check_crop_type
 from ..errors import InvalidImage, InvalidParameter, ModeNotSupported
 from ..filters import parse_filter
-from ..imaging import decode_base64, decode_image
+from ..imaging import decode_image
 from ..models.detector import Detection
 from ..scoring import to_score
 from ..store import Hit, Store
@@ -36,15 +35,15 @@ MAX_IMAGE_TOP_K = 1000
 
 @dataclass(frozen=True)
 class SearchResult:
-    """One ranked image. ``score`` in 0..1 (see ``lookalike.scoring``); ``image_base64``
-    is set only when asked for; ``segment``: index of the query segment whose search found
+    """One ranked image. ``score`` in 0..1 (see ``lookalike.scoring``); ``image_bytes``
+    (the stored image, encoded as imported) is set only when asked for; ``segment``: index of the query segment whose search found
     it (``SegmentMatch.index``), ``None`` for a query without segments."""
 
     image_id: str
     image_uri: str | None
     score: float
     tags: dict[str, object]
-    image_base64: str | None = None
+    image_bytes: bytes | None = None
     segment: int | None = None
 
 
@@ -127,38 +126,32 @@ class SearchService:
         self._settings = settings
         self._detector = detector or default_detector
 
-    def query_bytes(self, image_base64: str, field: str = "image_base64") -> bytes:
-        """Decode a base64 query image (or ``data:`` URL) to bytes, within ``max_query_bytes``.
-
-        Raises:
-            InvalidImage: not base64, empty, or too large; the message names ``field``.
-        """
-        return decode_base64(image_base64, field=field, max_bytes=self._settings.max_query_bytes)
-
     def by_image(
         self,
         library_name: str,
-        image_base64: str,
+        image: bytes,
         top_k: int = 10,
         tag_filter: object = None,
-        return_image_base64: bool = False,
+        return_image_bytes: bool = False,
+        *,
+        field: str = "image",
     ) -> list[SearchResult]:
         """Images most similar to a query image: ``search_image`` without segmentation.
 
         Args:
-            image_base64: encoded JPEG / PNG / WebP / GIF, at most ``max_query_bytes`` bytes.
+            image: encoded JPEG / PNG / WebP / GIF, at most ``max_query_bytes`` bytes.
             top_k: 1..100 results.
             tag_filter: the filter language of ``lookalike.filters`` (raw JSON).
+            field: the request field or option that carried ``image``, named in errors.
 
         Raises:
             as ``search_image``.
         """
         check_library_name(library_name)
         top_k = check_top_k(top_k)
-        data = self.query_bytes(image_base64)
         found = self.search_image(
-            library_name, data, field="image_base64", top_k=top_k, tag_filter=tag_filter,
-            return_image_base64=return_image_base64,
+            library_name, image, field=field, top_k=top_k, tag_filter=tag_filter,
+            return_image_bytes=return_image_bytes,
         )
         return found.results
 
@@ -173,7 +166,7 @@ class SearchService:
         use_segmentation: bool = False,
         crop_type: str = "bbox",
         return_segments: bool = False,
-        return_image_base64: bool = False,
+        return_image_bytes: bool = False,
     ) -> ImageQueryResult:
         """Images most similar to a query image, optionally item by item.
 
@@ -205,7 +198,7 @@ class SearchService:
         check_library_name(library_name)
         top_k = check_top_k(top_k, maximum=MAX_IMAGE_TOP_K)
         for name, flag in (("use_segmentation", use_segmentation), ("return_segments", return_segments),
-                           ("return_image_base64", return_image_base64)):
+                           ("return_image_bytes", return_image_bytes)):
             _check_flag(flag, name)
         check_crop_type(crop_type)
         node = parse_filter(tag_filter)
@@ -222,7 +215,7 @@ class SearchService:
         if return_segments:
             scale = _scale(image, picture)
             segments = [_segment(i, d, picture, scale, rs) for i, (d, rs) in enumerate(zip(regions, per_segment))]
-        if return_image_base64:
+        if return_image_bytes:
             results, segments = self._with_bytes(library_name, results, segments)
         return ImageQueryResult(results=results, segments=segments)
 
@@ -232,7 +225,7 @@ class SearchService:
         query_text: str,
         top_k: int = 10,
         tag_filter: object = None,
-        return_image_base64: bool = False,
+        return_image_bytes: bool = False,
     ) -> list[SearchResult]:
         """Images that match a text description (``general_search`` libraries only).
 
@@ -258,7 +251,7 @@ class SearchService:
         query = model.embed_texts([query_text.strip()])[0]
         field = "visual" if model.info.shared_space else "semantic"
         hits = self._store.search(library_name, field, query, top_k, node)
-        return self._results(library_name, hits, model.info.text_calibration, return_image_base64)
+        return self._results(library_name, hits, model.info.text_calibration, return_image_bytes)
 
     def _regions(
         self, picture: Image.Image, mode: str, segmented: bool
@@ -295,13 +288,12 @@ class SearchService:
     def _with_bytes(
         self, library: str, results: list[SearchResult], segments: list[SegmentMatch] | None
     ) -> tuple[list[SearchResult], list[SegmentMatch] | None]:
-        """``results`` and ``segments`` with each result's stored image as base64 (one read)."""
+        """``results`` and ``segments`` with each result's stored image bytes (one read)."""
         ids = {r.image_id for r in results} | {r.image_id for s in segments or () for r in s.results}
-        stored = self._store.image_bytes(library, sorted(ids)) if ids else {}
-        blobs = {k: base64.b64encode(v).decode() for k, v in stored.items()}
+        blobs = self._store.image_bytes(library, sorted(ids)) if ids else {}
 
         def attach(rs: list[SearchResult]) -> list[SearchResult]:
-            return [replace(r, image_base64=blobs.get(r.image_id)) for r in rs]
+            return [replace(r, image_bytes=blobs.get(r.image_id)) for r in rs]
 
         if segments is not None:
             segments = [replace(s, results=attach(s.results)) for s in segments]

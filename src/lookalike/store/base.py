@@ -6,8 +6,9 @@ added beside the embedded default (``EmbeddedStore``: SQLite rows + in-memory in
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, Sequence
+from typing import Protocol
 
 import numpy as np
 

@@ -3,7 +3,7 @@
 A *creator* is an Instagram or TikTok profile with audience facts; a *post* is one of its
 images (a video's cover frame) with an embedding. ``CreatorStore`` (``creator_store``) writes
 them; ``CreatorSnapshot`` is its read-only, columnar view of one platform that
-``service.creator_search`` filters and ranks without touching SQLite per query.
+``service.creators.search`` filters and ranks without touching SQLite per query.
 """
 
 from __future__ import annotations
@@ -12,7 +12,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-PLATFORMS = ("instagram", "tiktok")
+# The platforms' names are spelled here and only here; their rules live in service/creators/platforms.py.
+INSTAGRAM = "instagram"
+TIKTOK = "tiktok"
+PLATFORMS = (INSTAGRAM, TIKTOK)
 GENDERS = ("MALE", "FEMALE")
 ACCOUNT_TYPES = ("creator", "brand")
 #: Age groups, as Modash names them; a group "lo-hi" covers ages lo..hi inclusive.

@@ -1,6 +1,6 @@
 """The embedded default store: durable rows in SQLite, vectors in memory-mapped index files.
 
-Why this design (measured facts in ``../shared/research/vector-engines.md``): on this class
+Why this design (measured facts in ``docs/research.md#vector-engines``): on this class
 of machine exact search over a pre-gathered filtered subset costs well under a millisecond
 at 1% of 200k vectors and has recall 1.0, while HNSW alone loses recall under selective
 filters (faiss HNSW: 0.30 at 1%). So SQLite holds the truth (ACID, WAL, no server) and a
@@ -21,9 +21,9 @@ import logging
 import shutil
 import threading
 from collections.abc import Iterable, Sequence
-from typing import Any
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 

@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import InvalidParameter, NotFound
+from ..errors import InvalidParameter, KeyNotFound, SectionNotFound
 from .sqlite import SQLiteStore
 
 SCHEMA = """
@@ -36,8 +36,6 @@ CREATE TABLE IF NOT EXISTS key_sections (
 );
 """
 
-#: File name of the key database inside the data dir.
-KEYS_DB_NAME = "keys.db"
 #: A key is ``key_`` + 16 URL-safe base64 characters (12 random bytes), the shape of
 #: Constructor's keys (``key_K2pX7vBnU0bgA5xp``).
 KEY_PREFIX = "key_"
@@ -49,27 +47,6 @@ SECTION_PATTERN = re.compile(r"[A-Za-z0-9 _-]{1,64}")
 MAX_LIBRARY_NAME_CHARS = 128
 #: Sections one key may hold; a guard against runaway scripts, far above real use.
 MAX_SECTIONS = 100
-
-
-class KeyNotFound(NotFound):
-    """The index key does not exist (the Constructor API answers it with HTTP 401)."""
-
-    status = "KEY_NOT_FOUND"
-
-    def __init__(self, key: str) -> None:
-        super().__init__(f"Index key '{key}' not found.")
-        self.key = key
-
-
-class SectionNotFound(NotFound):
-    """The index key has no such section (HTTP 404)."""
-
-    status = "SECTION_NOT_FOUND"
-
-    def __init__(self, key: str, section: str) -> None:
-        super().__init__(f"Index key '{key}' has no section '{section}'.")
-        self.key = key
-        self.section = section
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """Candidate stage of creator search: the posts nearest a query among the counted ones.
 
 ``PostIndex`` is the seam: creator search asks it for the ``limit`` counted posts most similar
-to the query and ranks creators from those (``service.creator_candidates``), so another engine
+to the query and ranks creators from those (``service.creators.candidates``), so another engine
 (Milvus) can answer the same question. ``GraphPostIndex`` is the embedded implementation: a
 ``VectorIndex`` per platform over the snapshot's post vectors (searched in place; HNSW over
 compact 256-d projections, candidates re-ranked exactly; filters that pass few posts scanned

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 #: Seconds a writer waits for another process's write lock before SQLite gives up.
 BUSY_TIMEOUT_S = 30.0

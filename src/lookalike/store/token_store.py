@@ -111,7 +111,7 @@ class TokenStore(SQLiteStore):
     def __init__(self, db_path: Path) -> None:
         super().__init__(db_path, SCHEMA)
 
-    def __enter__(self) -> "TokenStore":
+    def __enter__(self) -> TokenStore:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
-from ..errors import InvalidParameter, NotFound
+from ...errors import InvalidParameter, NotFound
 
 MAX_QUERY_CHARS = 100
 MAX_LIMIT = 100

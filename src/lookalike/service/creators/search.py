@@ -26,13 +26,14 @@ from typing import Protocol
 import numpy as np
 from PIL import Image
 
-from ..errors import InvalidParameter, ModelMismatch
-from ..models.base import ScoreCalibration
-from ..scoring import to_score
-from ..store.creator_types import CreatorColumns, CreatorRecord, CreatorSnapshot, PostColumns, PostRecord
-from ..store.post_index import PostIndex
-from .creator_candidates import rank_with_candidates
-from .creator_filters import CreatorQuery, check_platform
+from ...errors import InvalidParameter, ModelMismatch
+from ...models.base import ScoreCalibration
+from ...scoring import to_score
+from ...store.creator_types import CreatorColumns, CreatorRecord, CreatorSnapshot, PostColumns, PostRecord
+from ...store.post_index import PostIndex
+from .candidates import rank_with_candidates
+from .filters import CreatorQuery
+from .platforms import check_platform
 
 #: A post matches the query at a calibrated score >= 0.7. For efficientnet-lite0 0.7 is the knot at
 #: cosine 0.48, the 99th percentile of unrelated photo pairs (README, Scores), and the lower edge of
@@ -150,7 +151,7 @@ class CreatorSearchService:
         calibration: the embedding model's ``image_calibration`` (cosine -> score).
         match_threshold: the score a post needs to match (``MATCH_THRESHOLD``).
         bonus: weight of further matches in relevance (``MULTI_MATCH_BONUS``).
-        post_index: candidate stage for large platforms (``creator_candidates``: the page stays
+        post_index: candidate stage for large platforms (``candidates``: the page stays
             the exact scan's); None scores every counted post.
     """
 
@@ -182,7 +183,7 @@ class CreatorSearchService:
         Args:
             platform: ``instagram`` or ``tiktok``.
             image: the decoded RGB query image.
-            query: validated filters (``creator_filters.parse_filters``).
+            query: validated filters (``filters.parse_filters``).
             page: 0-based; page p holds ranks [p * page_size, (p + 1) * page_size).
             page_size: profiles per page (Instagram 6; TikTok ``pageSize``).
 

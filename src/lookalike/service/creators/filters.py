@@ -17,17 +17,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import InvalidParameter
-from ..store.creator_types import ACCOUNT_TYPES, AGE_GROUPS, CONTENT_TYPES, PLATFORMS
+from ...errors import InvalidParameter
+from ...store.creator_types import ACCOUNT_TYPES, AGE_GROUPS, CONTENT_TYPES
+from .platforms import RULES, TIKTOK_FOLLOWER_STEPS, rules
 
-#: TikTok followers buckets (Modash): ``followersCount.min`` snaps down and ``.max`` snaps up to one
-#: of them. Outside the range: a min below 1,000 becomes no lower bound and a max above 3,000,000
-#: no upper bound (snapping must only ever widen what the client asked for); a min above
-#: 3,000,000 becomes 3,000,000 and a max below 1,000 becomes 1,000.
-TIKTOK_FOLLOWER_STEPS = (
-    1000, 3000, 5000, 10000, 15000, 20000, 25000, 35000, 50000, 75000, 100000, 125000, 150000,
-    175000, 200000, 250000, 300000, 350000, 500000, 1000000, 2000000, 3000000,
-)  # fmt: skip
 AGE_MINS = (13, 18, 25, 35, 45, 65)
 AGE_MAXES = (18, 25, 35, 45, 65)
 #: Each age group as [lo, hi) in years; a group is selected when it lies inside [age.min, age.max).
@@ -43,11 +36,6 @@ MAX_FOLLOWERS = 10**12
 MAX_ID = 2**63 - 1
 MAX_DAYS = 36500
 MAX_STRING_CHARS = 256
-INSTAGRAM_PAGE_SIZE = 6
-#: TikTok ``pageSize``: 1..50, default 10. Modash bills TikTok per returned profile, so the default
-#: stays small; 50 bounds the hydration work of one request.
-TIKTOK_PAGE_SIZE_DEFAULT = 10
-TIKTOK_PAGE_SIZE_MAX = 50
 #: The deepest profile a client may page to: ``page * page_size`` (the offset) at most this.
 MAX_OFFSET = 10000
 
@@ -55,7 +43,8 @@ COMMON_FILTERS = (
     "followersCount", "locations", "gender", "lastPostedInDays", "accountType", "language",
     "age", "engagementRate", "hasEmail", "brands",
 )  # fmt: skip
-TIKTOK_FILTERS = ("username", "maxPostAgeMonths", "contentType")
+#: Filters some platform accepts beyond ``COMMON_FILTERS`` (``Platform.extra_filters``).
+EXTRA_FILTERS = tuple(dict.fromkeys(f for p in RULES.values() for f in p.extra_filters))
 _LANGUAGE = re.compile(r"^[a-z]{2}$")
 
 
@@ -106,13 +95,6 @@ class CreatorQuery:
         return frozenset(g for g in AGE_GROUPS if AGE_GROUP_BOUNDS[g][0] >= lo and AGE_GROUP_BOUNDS[g][1] <= hi)
 
 
-def check_platform(platform: object) -> str:
-    """Raises ``InvalidParameter`` unless ``instagram`` or ``tiktok``."""
-    if platform not in PLATFORMS:
-        raise InvalidParameter(f"platform: must be one of {', '.join(PLATFORMS)}")
-    return platform  # type: ignore[return-value]
-
-
 def parse_filters(platform: str, filters: object) -> CreatorQuery:
     """Validate a request's ``filters`` object for ``platform``.
 
@@ -124,17 +106,18 @@ def parse_filters(platform: str, filters: object) -> CreatorQuery:
         InvalidParameter: naming ``filters.<name>`` (or ``filters.<name>.<key>``) and the rule:
             an unknown key, a TikTok-only filter on Instagram, a wrong type or value.
     """
-    check_platform(platform)
+    own = rules(platform)
     if filters is None:
         return CreatorQuery()
     if not isinstance(filters, dict):
         raise InvalidParameter("filters: must be an object")
-    allowed = COMMON_FILTERS + (TIKTOK_FILTERS if platform == "tiktok" else ())
+    allowed = COMMON_FILTERS + own.extra_filters
     fields: dict[str, Any] = {}
     for key, value in filters.items():
         where = f"filters.{key}"
-        if key in TIKTOK_FILTERS and platform != "tiktok":
-            raise InvalidParameter(f"{where}: only available on tiktok")
+        if key in EXTRA_FILTERS and key not in own.extra_filters:
+            having = ", ".join(p.name for p in RULES.values() if key in p.extra_filters)
+            raise InvalidParameter(f"{where}: only available on {having}")
         if key not in allowed:
             raise InvalidParameter(f"{where}: unknown filter; allowed: {', '.join(allowed)}")
         if value is not None:
@@ -143,21 +126,21 @@ def parse_filters(platform: str, filters: object) -> CreatorQuery:
 
 
 def check_page_size(platform: str, page_size: object) -> int:
-    """The page size: Instagram 6 (fixed, ``pageSize`` must be absent), TikTok ``pageSize``
-    1..50, default 10.
+    """The page size of ``platform`` (``Platform.page_size`` / ``page_size_max``): Instagram 6
+    (fixed, ``pageSize`` must be absent), TikTok ``pageSize`` 1..50, default 10.
 
     Raises:
-        InvalidParameter: ``pageSize`` broken or given for Instagram.
+        InvalidParameter: ``pageSize`` broken, or given where pages are fixed.
     """
-    check_platform(platform)
-    if platform == "instagram":
+    own = rules(platform)
+    if own.page_size_max is None:
         if page_size is not None:
-            raise InvalidParameter(f"pageSize: not supported on instagram (pages hold {INSTAGRAM_PAGE_SIZE} profiles)")
-        return INSTAGRAM_PAGE_SIZE
+            raise InvalidParameter(f"pageSize: not supported on {own.name} (pages hold {own.page_size} profiles)")
+        return own.page_size
     if page_size is None:
-        return TIKTOK_PAGE_SIZE_DEFAULT
-    if not _is_int(page_size) or not 1 <= page_size <= TIKTOK_PAGE_SIZE_MAX:  # type: ignore[operator]
-        raise InvalidParameter(f"pageSize: must be an integer from 1 to {TIKTOK_PAGE_SIZE_MAX}")
+        return own.page_size
+    if not _is_int(page_size) or not 1 <= page_size <= own.page_size_max:  # type: ignore[operator]
+        raise InvalidParameter(f"pageSize: must be an integer from 1 to {own.page_size_max}")
     return page_size  # type: ignore[return-value]
 
 
@@ -176,10 +159,11 @@ def check_page(page: object, page_size: int) -> int:
     return page  # type: ignore[return-value]
 
 
-def snap_followers(lo: int | None, hi: int | None) -> tuple[int | None, int | None]:
-    """TikTok snapping: ``lo`` down and ``hi`` up to ``TIKTOK_FOLLOWER_STEPS`` (see there for
-    values outside the range). ``None`` stays ``None``."""
-    steps = TIKTOK_FOLLOWER_STEPS
+def snap_followers(
+    lo: int | None, hi: int | None, steps: tuple[int, ...] = TIKTOK_FOLLOWER_STEPS
+) -> tuple[int | None, int | None]:
+    """Bucket snapping: ``lo`` down and ``hi`` up to ``steps`` (``Platform.follower_steps``; see
+    ``platforms.TIKTOK_FOLLOWER_STEPS`` for values outside the range). ``None`` stays ``None``."""
     if lo is not None:
         below = [s for s in steps if s <= lo]
         lo = below[-1] if below else None
@@ -233,8 +217,8 @@ def _followers(value: object, where: str, platform: str) -> dict[str, Any]:
     lo, hi = bounds.get("min"), bounds.get("max")
     if lo is not None and hi is not None and lo > hi:
         raise InvalidParameter(f"{where}: min must be <= max")
-    if platform == "tiktok":
-        lo, hi = snap_followers(lo, hi)
+    if rules(platform).follower_steps:
+        lo, hi = snap_followers(lo, hi, rules(platform).follower_steps)
     return {"followers_min": lo, "followers_max": hi}
 
 

@@ -28,31 +28,50 @@ exhaustive cases; otherwise it counts the matching creators among the candidates
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 import numpy as np
 
-from ..scoring import to_score
-from ..store.post_index import PostIndex
+from ...scoring import to_score
+from ...store.post_index import PostIndex
 
 if TYPE_CHECKING:
-    from ..models.base import ScoreCalibration
-    from ..store.creator_types import CreatorSnapshot
-    from .creator_search import Ranking
+    from ...models.base import ScoreCalibration
+    from ...store.creator_types import CreatorSnapshot
+
+
+
+class _Ranked(Protocol):
+    """What this module reads of a ``search.Ranking`` (not imported: search imports this module)."""
+
+    @property
+    def creator_rows(self) -> np.ndarray: ...
+
+    @property
+    def relevance(self) -> np.ndarray: ...
+
+    @property
+    def bounds(self) -> np.ndarray: ...
+
+    def __len__(self) -> int: ...
+
+
+R = TypeVar("R", bound=_Ranked)
 
 #: First candidate count per needed rank (and its floor); grown 4x per round.
 CANDIDATES_PER_RANK = 32
 MIN_CANDIDATES = 512
 #: Above this share of the counted posts, rank them all exactly instead.
 EXACT_SHARE = 0.25
-#: The 5 posts (best + 4 extra) that make up relevance (``creator_search.MAX_MATCHED_POSTS`` + 1).
+#: The 5 posts (best + 4 extra) that make up relevance (``search.MAX_MATCHED_POSTS`` + 1).
 _POSTS_IN_RELEVANCE = 5
 
 
 def rank_with_candidates(
-    rank: Callable[[CreatorSnapshot, np.ndarray, np.ndarray], Ranking], post_index: PostIndex, snapshot: CreatorSnapshot, vector: np.ndarray, counted: np.ndarray,
-    need: int, *, threshold: float, bonus: float, calibration: ScoreCalibration,
-) -> Ranking:
+    rank: Callable[[CreatorSnapshot, np.ndarray, np.ndarray], R], post_index: PostIndex, snapshot: CreatorSnapshot,
+    vector: np.ndarray, counted: np.ndarray, need: int, *, threshold: float, bonus: float,
+    calibration: ScoreCalibration,
+) -> R:
     """A ``Ranking`` whose first ``need`` entries equal the exact scan's.
 
     Args:

@@ -1,6 +1,6 @@
 """Access to the creator-search API: bearer tokens, 1 request/second/endpoint, credits.
 
-Prices (issue 3, mirroring Modash's image-search pricing): an Instagram search costs 0.15
+Prices (``platforms.RULES``; issue 3, mirroring Modash's image-search pricing): an Instagram search costs 0.15
 credit whatever it returns; a TikTok search costs 0.025 credit per returned profile.
 Amounts are integer milli-credits everywhere below the CLI and the HTTP headers.
 
@@ -26,16 +26,13 @@ from __future__ import annotations
 import math
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
-from ..errors import InvalidParameter, PaymentRequired, RateLimited, Unauthorized
-from ..store.token_store import MAX_CREDITS_MILLI, SECRET_PATTERN, TokenRecord, TokenStore
+from ...errors import InvalidParameter, PaymentRequired, RateLimited, Unauthorized
+from ...store.token_store import MAX_CREDITS_MILLI, SECRET_PATTERN, TokenRecord, TokenStore
+from .platforms import rules
 
-#: Price of one successful Instagram image search, milli-credits (0.15 credit; issue 3).
-INSTAGRAM_SEARCH_MILLI = 150
-#: Price of each profile a TikTok image search returns, milli-credits (0.025 credit; issue 3).
-TIKTOK_PROFILE_MILLI = 25
 #: Each token may make one search request per this many seconds per endpoint (issue 3).
 RATE_INTERVAL_S = 1.0
 
@@ -45,7 +42,7 @@ _CREDITS = re.compile(r"(\d+)(?:\.(\d{1,3}))?")
 def min_cost_milli(platform: str) -> int:
     """The least a search on ``platform`` (``instagram`` | ``tiktok``) can cost, milli-credits:
     what ``require`` checks before searching (TikTok: one profile)."""
-    return INSTAGRAM_SEARCH_MILLI if platform == "instagram" else TIKTOK_PROFILE_MILLI
+    return rules(platform).min_cost_milli()
 
 
 def cost_milli(platform: str, profiles: int) -> int:
@@ -53,7 +50,7 @@ def cost_milli(platform: str, profiles: int) -> int:
 
     Instagram: 150 even for an empty page; TikTok: 25 per profile, so 0 for an empty page.
     """
-    return INSTAGRAM_SEARCH_MILLI if platform == "instagram" else TIKTOK_PROFILE_MILLI * profiles
+    return rules(platform).cost_milli(profiles)
 
 
 def parse_credits(text: str, *, field: str = "credits") -> int:
