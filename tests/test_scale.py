@@ -85,7 +85,7 @@ def test_compaction_command_reclaims_deleted_rows(tmp_path: Path, settings, mode
     rt = Runtime.open(settings, models=models)
     rt.libraries.create("lib")
     rt.importer.import_items("lib", [ImportItem(image_id=n, image_base64=b64(encode(photo(n))), tags={}) for n in PHOTOS])
-    query = b64(encode(photo("coffee")))
+    query = encode(photo("coffee"))
     rt.search.by_image("lib", query)  # opens the index
     for name in PHOTOS[:3]:
         rt.libraries.delete_image("lib", name)
