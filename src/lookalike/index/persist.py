@@ -40,6 +40,8 @@ _MAGIC: Final = "lookalike-vector-index"
 # appending n rows one batch at a time costs O(n) copies and O(log n) remaps.
 _GROWTH: Final = 1.5
 _MIN_ROWS: Final = 1024
+# Spare rows kept past the valid ones when an index is saved (see RowFile.trim).
+_HEADROOM: Final = 0.1
 
 
 class RowFile:
@@ -158,17 +160,20 @@ class RowFile:
         finally:
             os.close(fd)
 
-    def trim(self) -> None:
-        """Shrink the file to the valid rows (dropping pre-allocated space) and fsync it."""
+    def trim(self, headroom: float = _HEADROOM) -> None:
+        """Shrink pre-allocated space to ``headroom`` times the valid rows (at least _MIN_ROWS)
+        and fsync the file. The headroom lets a process that maps the file copy-on-write
+        (``private``) append that many rows in place before it must copy the rows to RAM."""
         if self.path is None or self.private:
             return
         self.flush()
-        if self.capacity > self.rows:
+        keep = self.rows + max(_MIN_ROWS, int(self.rows * headroom))
+        if self.capacity > keep:
             with open(self.path, "r+b") as f:
-                f.truncate(self.rows * self._row_bytes)
+                f.truncate(keep * self._row_bytes)
                 os.fsync(f.fileno())
             # Pages past the new end must not be touched through the old, longer map (SIGBUS).
-            self._data = self._map(self.rows)
+            self._data = self._map(keep)
 
     def copy_to(self, path: Path, slots: np.ndarray | None = None) -> RowFile:
         """A new file at ``path`` holding the valid rows (or the rows ``slots``), fsynced.
