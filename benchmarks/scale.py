@@ -271,9 +271,33 @@ def _child(phase: str, data: Path, size: int) -> dict:
     return json.loads(out.read_text())
 
 
+def _images(data: Path, n: int) -> dict:
+    """Build (or reuse) the library, search it from a fresh process, print and return the figures."""
+    built = build_library(data, n)
+    print(f"library: {n} x {DIM} built in {built['build_seconds']:.0f} s "
+          f"(import {built['import_seconds']:.0f} s), builder peak RSS {built['build_peak_rss_mb']:.0f} MB")
+    searched = _child("search", data, n)
+    index_mb = disk_mb(data / "index")
+    db_mb = (data / "lookalike.db").stat().st_size / 2**20
+    result = {
+        "build_seconds": built["build_seconds"], "open_seconds": searched["open_seconds"],
+        "peak_rss_mb": searched["peak_rss_mb"], "disk_mb": index_mb + db_mb,
+        "disk_bytes_per_image": {"index": index_mb * 2**20 / n, "sqlite": db_mb * 2**20 / n},
+        "graph_loaded_on_open": searched["graph_loaded"], "search": searched["search"],
+    }
+    print(f"open + first search: {result['open_seconds']:.2f} s (graph loaded: {searched['graph_loaded']}), "
+          f"searching process peak RSS {result['peak_rss_mb']:.0f} MB, disk {result['disk_mb']:.0f} MB "
+          f"(index {result['disk_bytes_per_image']['index']:.0f} + SQLite "
+          f"{result['disk_bytes_per_image']['sqlite']:.0f} bytes per image)")
+    print("| filter | p50 ms | p95 ms | recall@10 |\n|---|---|---|---|")
+    for name, row in result["search"].items():
+        print(f"| {name} | {row['p50_ms']:.2f} | {row['p95_ms']:.2f} | {row['recall10']:.3f} |")
+    return result
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--n", type=int, default=100_000, help="images in the library")
+    parser.add_argument("--n", type=int, default=100_000, help="images in the library (0: creators only)")
     parser.add_argument("--posts", type=int, default=100_000, help="creator posts (20 per creator)")
     parser.add_argument("--data-dir", type=Path, help="reuse the data built here (default: a temporary folder)")
     parser.add_argument("--json", type=Path, help="write the figures here")
@@ -288,25 +312,9 @@ def main(argv: list[str] | None = None) -> int:
     data = args.data_dir or Path(tempfile.mkdtemp(prefix="lookalike-scale-"))
     data.mkdir(parents=True, exist_ok=True)
     try:
-        built = build_library(data, args.n)
-        print(f"library: {args.n} x {DIM} built in {built['build_seconds']:.0f} s "
-              f"(import {built['import_seconds']:.0f} s), builder peak RSS {built['build_peak_rss_mb']:.0f} MB")
-        searched = _child("search", data, args.n)
-        index_mb = disk_mb(data / "index")
-        db_mb = (data / "lookalike.db").stat().st_size / 2**20
-        result = {
-            "n": args.n, "dim": DIM, "build_seconds": built["build_seconds"], "open_seconds": searched["open_seconds"],
-            "peak_rss_mb": searched["peak_rss_mb"], "disk_mb": index_mb + db_mb,
-            "disk_bytes_per_image": {"index": index_mb * 2**20 / args.n, "sqlite": db_mb * 2**20 / args.n},
-            "graph_loaded_on_open": searched["graph_loaded"], "search": searched["search"],
-        }
-        print(f"open + first search: {result['open_seconds']:.2f} s (graph loaded: {searched['graph_loaded']}), "
-              f"searching process peak RSS {result['peak_rss_mb']:.0f} MB, disk {result['disk_mb']:.0f} MB "
-              f"(index {result['disk_bytes_per_image']['index']:.0f} + SQLite "
-              f"{result['disk_bytes_per_image']['sqlite']:.0f} bytes per image)")
-        print("| filter | p50 ms | p95 ms | recall@10 |\n|---|---|---|---|")
-        for name, row in result["search"].items():
-            print(f"| {name} | {row['p50_ms']:.2f} | {row['p95_ms']:.2f} | {row['recall10']:.3f} |")
+        result: dict = {"n": args.n, "dim": DIM}
+        if args.n:  # --n 0: creators only
+            result.update(_images(data, args.n))
         if args.posts:
             made = build_creators(data, args.posts)
             found = _child("creators", data, args.posts)
