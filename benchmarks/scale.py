@@ -107,6 +107,17 @@ def rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def rss_split_mb() -> dict[str, float]:
+    """Current resident memory split: anonymous (heap: records, graph, tag columns) vs file-backed
+    (pages of the memory-mapped index the process touched: page cache the kernel can reclaim)."""
+    out = {}
+    for line in Path("/proc/self/status").read_text().splitlines():
+        for key in ("RssAnon", "RssFile"):
+            if line.startswith(key + ":"):
+                out[key] = int(line.split()[1]) / 1024
+    return out
+
+
 def disk_mb(path: Path) -> float:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 2**20
 
@@ -181,8 +192,9 @@ def search_library(data: Path, n: int) -> dict:
             "p50_ms": float(np.percentile(times, 50)), "p95_ms": float(np.percentile(times, 95)),
             "recall10": float(np.mean(recalls)),
         }
-    store.close()
     out["peak_rss_mb"] = rss_mb()
+    out["rss_at_end_mb"] = rss_split_mb()
+    store.close()
     return out
 
 
@@ -255,8 +267,9 @@ def search_creators(data: Path, posts: int) -> dict:
         out[name] = {"p50_ms": float(np.percentile(times, 50)), "p95_ms": float(np.percentile(times, 95)),
                      "exact_p50_ms": float(np.percentile(exact_times, 50)),
                      "agreement": float(np.mean(agree)) if agree else 1.0}
-    store.close()
     out["peak_rss_mb"] = rss_mb()
+    out["rss_at_end_mb"] = rss_split_mb()
+    store.close()
     return out
 
 
@@ -276,6 +289,7 @@ def _images(data: Path, n: int) -> dict:
     built = build_library(data, n)
     print(f"library: {n} x {DIM} built in {built['build_seconds']:.0f} s "
           f"(import {built['import_seconds']:.0f} s), builder peak RSS {built['build_peak_rss_mb']:.0f} MB")
+    EmbeddedStore(data / "lookalike.db", data / "index").close()  # schema upgrades of an older data dir: untimed
     searched = _child("search", data, n)
     index_mb = disk_mb(data / "index")
     db_mb = (data / "lookalike.db").stat().st_size / 2**20
@@ -284,6 +298,7 @@ def _images(data: Path, n: int) -> dict:
         "peak_rss_mb": searched["peak_rss_mb"], "disk_mb": index_mb + db_mb,
         "disk_bytes_per_image": {"index": index_mb * 2**20 / n, "sqlite": db_mb * 2**20 / n},
         "graph_loaded_on_open": searched["graph_loaded"], "search": searched["search"],
+        "rss_at_end_mb": searched["rss_at_end_mb"],
     }
     print(f"open + first search: {result['open_seconds']:.2f} s (graph loaded: {searched['graph_loaded']}), "
           f"searching process peak RSS {result['peak_rss_mb']:.0f} MB, disk {result['disk_mb']:.0f} MB "

@@ -47,6 +47,10 @@ CREATE TABLE IF NOT EXISTS images (
     UNIQUE (library_id, image_id)
 );
 CREATE INDEX IF NOT EXISTS images_seq ON images(library_id, seq);
+-- Covers the image records (not the embeddings) in row order, so opening a library with a saved
+-- index reads ~100 bytes a row instead of walking table pages laid out around 5 KB vectors
+-- (measured at 1M rows: 27 s of page reads by the table scan).
+CREATE INDEX IF NOT EXISTS images_records ON images(library_id, row_id, seq, image_id, image_uri, tags, created_at);
 CREATE TABLE IF NOT EXISTS image_bytes (
     row_id INTEGER PRIMARY KEY REFERENCES images(row_id) ON DELETE CASCADE,
     data BLOB NOT NULL
@@ -361,17 +365,19 @@ class Catalog(SQLiteStore):
         gone = np.fromiter((r["row_id"] for r in deleted), dtype=np.int64, count=len(deleted))
         columns = "visual, semantic" if with_vectors else "NULL AS visual, NULL AS semantic"
         # Few changed rows: one read through the (library_id, seq) index. Many (opening a
-        # library): page through the table in row_id order (NOT INDEXED makes SQLite walk the
-        # rowid b-tree from the cursor instead of sorting the whole seq index per page).
+        # library): page in row_id order, through the covering images_records index when no
+        # vectors are wanted, else through the table (NOT INDEXED makes SQLite walk the rowid
+        # b-tree from the cursor instead of sorting the whole seq index per page).
         paged = count > batch
+        source = "images NOT INDEXED" if with_vectors else "images INDEXED BY images_records"
         cursor = -1
         while True:
             with self._read() as conn:
                 if paged:
                     rows = conn.execute(
-                        f"SELECT row_id, image_id, image_uri, tags, created_at, {columns} FROM images NOT INDEXED"
-                        " WHERE row_id > ? AND library_id = ? AND seq > ? AND seq <= ? ORDER BY row_id LIMIT ?",
-                        (cursor, library_id, seq, now_seq, batch),
+                        f"SELECT row_id, image_id, image_uri, tags, created_at, {columns} FROM {source}"
+                        " WHERE library_id = ? AND row_id > ? AND seq > ? AND seq <= ? ORDER BY row_id LIMIT ?",
+                        (library_id, cursor, seq, now_seq, batch),
                     ).fetchall()
                 else:
                     rows = conn.execute(
