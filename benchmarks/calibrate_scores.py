@@ -29,7 +29,7 @@ building) are scored with the fitted map as a sanity check; they should mostly l
 the "similar" band.
 
 Usage:
-    python benchmarks/calibrate_scores.py [--model efficientnet-lite0] [--cache-dir DIR]
+    python benchmarks/calibrate_scores.py [--model efficientnet-lite0] [--cache-dir DIR] [--languages fr,de,es,zh,ru]
 Prints the percentiles and a ScoreCalibration literal to paste into the model module.
 """
 
@@ -82,6 +82,40 @@ MVTB_PHOTOS = {
     "seq/im.001.png": None,
     "calibration/left01.jpg": None,
 }
+# The captions in other languages (the author's translations), for ``--language``: the text
+# knots of queries that are not English (they take another route through the text space).
+TRANSLATED_CAPTIONS = {
+    "fr": ["un astronaute", "un chat", "une tasse de café", "une fusée sur un pas de tir", "une moto",
+           "des étoiles dans l'espace", "un panier de céréales", "un immeuble d'habitation", "un papillon",
+           "un panneau d'information touristique", "une église", "la tour Eiffel", "des tulipes",
+           "une rue avec des gens et une charrette", "un bras robotique dans un laboratoire",
+           "une femme portant un chapeau", "un tableau d'une femme", "une cathédrale", "un chemin dans un parc",
+           "une route vide", "des rochers", "une rue de ville", "des tomates", "une maison en briques",
+           "une photo aérienne d'une ville"],
+    "de": ["ein Astronaut", "eine Katze", "eine Tasse Kaffee", "eine Rakete auf der Startrampe", "ein Motorrad",
+           "Sterne im Weltall", "ein Korb mit Getreide", "ein Wohnhaus", "ein Schmetterling",
+           "ein Schild mit Touristeninformationen", "eine Kirche", "der Eiffelturm", "Tulpen",
+           "eine Straße mit Menschen und einem Karren", "ein Roboterarm in einem Labor",
+           "eine Frau mit Hut", "ein Gemälde einer Frau", "eine Kathedrale", "ein Weg in einem Park",
+           "eine leere Straße", "Felsen", "eine Stadtstraße", "Tomaten", "ein Backsteinhaus",
+           "ein Luftbild einer Stadt"],
+    "zh": ["宇航员", "一只猫", "一杯咖啡", "发射台上的火箭", "一辆摩托车", "太空中的星星", "一篮谷物", "一栋公寓楼",
+           "一只蝴蝶", "旅游信息标志", "一座教堂", "埃菲尔铁塔", "郁金香", "有行人和手推车的街道",
+           "实验室里的机械臂", "戴帽子的女人", "一幅女人的画", "一座大教堂", "公园里的小路", "空荡荡的道路",
+           "岩石", "城市街道", "西红柿", "砖房", "城市航拍照片"],
+    "ru": ["космонавт", "кошка", "чашка кофе", "ракета на стартовой площадке", "мотоцикл", "звёзды в космосе",
+           "корзина с зерном", "жилой дом", "бабочка", "туристический информационный знак", "церковь",
+           "Эйфелева башня", "тюльпаны", "улица с людьми и тележкой", "роботизированная рука в лаборатории",
+           "женщина в шляпе", "картина с женщиной", "собор", "дорожка в парке", "пустая дорога", "скалы",
+           "городская улица", "помидоры", "кирпичный дом", "аэрофотоснимок города"],
+    "es": ["un astronauta", "un gato", "una taza de café", "un cohete en la plataforma de lanzamiento", "una moto",
+           "estrellas en el espacio", "una cesta de grano", "un edificio de apartamentos", "una mariposa",
+           "un cartel de información turística", "una iglesia", "la torre Eiffel", "tulipanes",
+           "una calle con gente y un carro", "un brazo robótico en un laboratorio", "una mujer con sombrero",
+           "un cuadro de una mujer", "una catedral", "un camino en un parque", "una carretera vacía", "rocas",
+           "una calle de la ciudad", "tomates", "una casa de ladrillo", "una foto aérea de una ciudad"],
+}
+
 # Groups of different photos of one scene or subject (mvtb-data): the sanity check.
 MVTB_RELATED = [
     ["building2-1.png", "building2-2.png", "building2-3.png"],
@@ -159,6 +193,8 @@ def main() -> None:
     ap.add_argument("--cache-dir", type=Path, default=None)
     ap.add_argument("--augments", type=int, default=5, help="augmented copies per photo")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--languages", default="", help="also fit text knots on the captions in these languages, "
+                    f"pooled (of {', '.join(TRANSLATED_CAPTIONS)})")
     args = ap.parse_args()
 
     from lookalike.config import Settings
@@ -201,16 +237,35 @@ def main() -> None:
     if model.info.text_dim is None:
         return
     captioned = [(n, c) for n, c in enumerate(photos.values()) if c]
-    idx = np.asarray([n for n, _ in captioned])
-    t = model.embed_texts([c for _, c in captioned])
     img = base.visual if model.info.shared_space else base.semantic
-    sims = img[idx] @ t.T  # rows photos, columns captions
-    match = np.diag(sims)
-    nonmatch = sims[~np.eye(len(idx), dtype=bool)]
+    text_knots(model, img, captioned, "English")
+    languages = [x for x in args.languages.split(",") if x]
+    if languages:
+        english = [c for _, c in captioned]
+        assert all(len(TRANSLATED_CAPTIONS[lang]) == len(english) for lang in languages)
+        pooled = [(n, TRANSLATED_CAPTIONS[lang][k]) for lang in languages for k, (n, _) in enumerate(captioned)]
+        text_knots(model, img, pooled, "+".join(languages), per_language=len(english))
+
+
+def text_knots(model, img: np.ndarray, captioned: list, name: str, per_language: int | None = None) -> None:
+    """Fit and print the text knots for (photo index, caption) pairs; ``per_language``: the
+    pairs come in blocks of that many, one per language, and only a block's own captions count
+    as the non-matching ones of its photos."""
+    per_language = per_language or len(captioned)
+    matches, nonmatches, firsts = [], [], []
+    for start in range(0, len(captioned), per_language):
+        block = captioned[start : start + per_language]
+        idx = np.asarray([n for n, _ in block])
+        t = model.embed_texts([c for _, c in block])
+        sims = img[idx] @ t.T  # rows photos, columns captions
+        matches.append(np.diag(sims))
+        nonmatches.append(sims[~np.eye(len(idx), dtype=bool)])
+        firsts.append((sims > np.diag(sims)[None, :]).sum(axis=0) == 0)
+    match, nonmatch = np.concatenate(matches), np.concatenate(nonmatches)
+    print(f"\ncaptions: {name}")
     describe("text: matching caption", match)
     describe("text: other photos' captions", nonmatch)
-    ranks = (sims > match[None, :]).sum(axis=0)  # per caption: photos ranked above its own
-    print(f"text: caption finds its photo first for {np.mean(ranks == 0):.0%} of captions")
+    print(f"text: caption finds its photo first for {np.mean(np.concatenate(firsts)):.0%} of captions")
     text_cal = knots(
         [(0.0, 0.0), (pct(nonmatch, 50), 0.3), (pct(nonmatch, 95), 0.5),
          (pct(nonmatch, 99), 0.7), (pct(match, 90), 0.9), (1.0, 1.0)]

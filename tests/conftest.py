@@ -79,3 +79,12 @@ def shared_set(name: str) -> Path:
     if not (path / "labels.csv").exists():
         pytest.skip(f"needs ../shared/datasets/{name} (real labelled photos; present in CI, absent on a fresh clone)")
     return path
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Keep each phase's report on the test item (``item.rep_call``), so fixtures can act on a
+    failure (the browser tests screenshot the page)."""
+    outcome = yield
+    report = outcome.get_result()
+    setattr(item, f"rep_{report.when}", report)

@@ -22,7 +22,7 @@ def test_create_get_list_delete_library(client):
     assert body["status"] == "SUCCESS" and body["message"] is None
     assert body["data"]["mode"] == "item_search"
     assert body["data"]["model"] == "efficientnet-lite0"
-    assert body["data"]["dims"] == {"visual": 1280, "semantic": 384}
+    assert body["data"]["dims"] == {"visual": 1280, "semantic": 768}
     assert body["data"]["image_count"] == 0
 
     assert client.get(f"{API}/libraries/shop_a_tops").json()["data"]["library_name"] == "shop_a_tops"
@@ -134,7 +134,9 @@ def test_update_tags_and_delete_image(client):
 def test_web_page_and_docs_are_served(client):
     page = client.get("/")
     assert page.status_code == 200 and "text/html" in page.headers["content-type"]
-    assert "/api/v1/operators/image-search" in page.text and 'id="search"' in page.text
+    assert 'src="/web/images.js"' in page.text and 'id="search"' in page.text
+    script = client.get("/web/common.js")
+    assert script.status_code == 200 and "/api/v1/operators/image-search" in script.text
     spec = client.get("/openapi.json").json()
     assert f"{API}/search/by-image" in spec["paths"] and f"{API}/search/by-text" in spec["paths"]
     r = client.get("/no/such/route")

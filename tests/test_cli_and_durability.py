@@ -46,7 +46,7 @@ def test_library_commands(env):
     out = run(env, "library", "list")
     assert "shop" in out.output and "item_search" in out.output
     assert run(env, "library", "create", "shop").exit_code == 2
-    assert run(env, "library", "delete", "shop").exit_code == 0
+    assert run(env, "library", "delete", "shop", "--yes").exit_code == 0
     assert "shop" not in run(env, "library", "list").output
 
 
@@ -144,7 +144,7 @@ def test_kill_during_import_loses_nothing_acknowledged(env, tmp_path):
         rows = conn.execute(
             "SELECT i.image_id, length(i.visual), length(i.semantic), length(b.data) FROM images i "
             "LEFT JOIN image_bytes b ON b.row_id = i.row_id").fetchall()
-    assert rows and all(v == 1280 * 4 and s == 384 * 4 and b and b > 0 for _, v, s, b in rows)
+    assert rows and all(v == 1280 * 4 and s == 768 * 4 and b and b > 0 for _, v, s, b in rows)
 
     done = subprocess.run([sys.executable, "-m", "lookalike", "import", "lib", str(src)], env=full_env,
                           capture_output=True, text=True, check=True)

@@ -164,8 +164,12 @@ def test_section_picks_the_library(api):
     missing = search(client, key, photo("grass"), [("section", "Content")])
     assert missing.status_code == 404
     assert missing.json() == {"message": "section: this key has no section 'Content' (its sections: Other, Products)"}
-    bad = search(client, key, photo("grass"), [("section", "Prod/ucts")])
-    assert bad.status_code == 400 and bad.json()["message"].startswith("section: must be 1-64 characters")
+    # a section is a name of 1..100 characters (Constructor's rule): '/' and '..' are just characters
+    odd = search(client, key, photo("grass"), [("section", "../Prod/ucts")])
+    assert odd.status_code == 404 and "no section '../Prod/ucts'" in odd.json()["message"]
+    for bad_name in ("x" * 101, "Prod\nucts", "   "):
+        bad = search(client, key, photo("grass"), [("section", bad_name)])
+        assert bad.status_code == 400 and bad.json()["message"].startswith("section: must be 1-100 characters"), bad_name
 
 
 def test_filters_narrow_or_within_a_name_and_across_names(api):
@@ -248,9 +252,11 @@ def test_segmentation_finds_both_items_of_a_composed_photo(api):
     for result in response["results"]:
         matched = result["matched_segment"]
         assert matched == {"index": matched["index"], "bbox": segments[matched["index"]]["bbox"]}
-    # return_segments alone: the segments, but the results of the plain query
-    alone = search(client, key, image, [("return_segments", "true")]).json()["response"]
-    assert len(alone["segments"]) == 2 and ids({"response": alone}) == ids(plain)
+    # return_segments alone does nothing (Constructor: it applies with use_segmentation=true only)
+    alone = search(client, key, image, [("return_segments", "true")]).json()
+    assert "segments" not in alone["response"] and ids(alone) == ids(plain)
+    assert alone["request"]["return_segments"] is True
+    assert all(r["matched_segment"] is None for r in alone["response"]["results"])
     # use_segmentation alone: merged results with their matched_segment, no segments
     merged = search(client, key, image, [("use_segmentation", "1"), ("num_results_per_page", "4")]).json()
     assert "segments" not in merged["response"] and ids(merged) == top
@@ -481,7 +487,7 @@ def test_keys_cli(tmp_path, model_cache):
         assert run("library", "create", name).exit_code == 0
     created = run("keys", "create", "--section", "Products=shop", "--section", "Blog Posts=blog")
     assert created.exit_code == 0, created.output
-    key = created.output.strip()
+    key = created.stdout.strip()  # only the key on stdout: KEY=$(lookalike keys create ...) works
     assert key.startswith("key_") and len(key) == 20
     listed = run("keys", "list").output
     assert key in listed and "Products = shop" in listed and "Blog Posts = blog" in listed
@@ -492,7 +498,7 @@ def test_keys_cli(tmp_path, model_cache):
     bad = run("keys", "create", "--section", "Products=nope")
     assert bad.exit_code == 2 and "Image library 'nope' not found" in bad.output
     assert run("keys", "create", "--section", "Products").exit_code == 2
-    assert run("keys", "create", "--section", "Pro/ducts=shop").exit_code == 2
+    assert run("keys", "create", "--section", "x" * 101 + "=shop").exit_code == 2
     assert run("keys", "set-section", key, "Products", "nope").exit_code == 2
     assert run("keys", "set-section", "key_missing", "Products", "shop").exit_code == 2
     assert run("keys", "delete", key).exit_code == 0
@@ -510,8 +516,8 @@ def test_index_key_store_rules_and_durability(tmp_path):
     key = store.create({"Products": "shop", "Search Suggestions": "blog"})
     assert KEY_PATTERN.fullmatch(key) and key != store.create({"Products": "shop"})
     for sections, rule in [({}, "sections: a key needs at least one section"),
-                           ({"Pro/ducts": "shop"}, "sections['Pro/ducts']: must be 1-64 characters"),
-                           ({"x" * 65: "shop"}, "sections['" + "x" * 65 + "']: must be 1-64"),
+                           ({"Pro\tducts": "shop"}, "sections['Pro\\tducts']: must be 1-100 characters"),
+                           ({"x" * 101: "shop"}, "sections['" + "x" * 101 + "']: must be 1-100"),
                            ({"Products": ""}, "sections['Products']: must be a library name"),
                            ({f"s{i}": "shop" for i in range(101)}, "sections: at most 100")]:
         with pytest.raises(InvalidParameter) as caught:

@@ -612,14 +612,16 @@ def test_valid_filters_parse_to_a_typed_query():
 def test_page_and_page_size_rules():
     assert check_page_size("instagram", None) == 6
     assert check_page_size("tiktok", None) == 10 and check_page_size("tiktok", 50) == 50
-    for bad in (0, 51, "5", True, 2.0):
+    assert check_page_size("tiktok", 20.0) == 20  # integral numbers are integers (Modash: "number")
+    for bad in (0, 51, "5", True, 2.5):
         with pytest.raises(InvalidParameter, match="^pageSize: "):
             check_page_size("tiktok", bad)
     with pytest.raises(InvalidParameter, match="^pageSize: not supported on instagram"):
         check_page_size("instagram", 6)
     assert check_page(None, 6) == 0 and check_page(1000, 10) == 1000
     assert check_page(2, 6) == 2
-    for bad, size in ((-1, 6), ("1", 6), (1.0, 6), (1001, 10), (1667, 6)):
+    assert check_page(1.0, 6) == 1
+    for bad, size in ((-1, 6), ("1", 6), (1.5, 6), (1001, 10), (1667, 6)):
         with pytest.raises(InvalidParameter, match="^page: "):
             check_page(bad, size)
 

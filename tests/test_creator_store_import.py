@@ -201,7 +201,7 @@ def test_bad_lines_are_reported_and_leave_the_stored_creator_intact(importer, st
     assert outcome.imported == ["u2"] and outcome.unchanged == []
     failed = dict(outcome.failed)
     assert [w for w, _ in outcome.failed] == [f"line {n}" for n in range(2, 11)]
-    assert failed["line 2"] == "line 2: posts[1].stats.likesCount: must be an integer >= 0"
+    assert failed["line 2"] == "line 2: posts[1].stats.likesCount: must be an integer >= -1"
     assert failed["line 3"].startswith("line 3: posts[1].image_path: cannot read")
     assert "does_not_exist.jpg" in failed["line 3"]
     assert failed["line 4"] == "line 4: posts[1].id: 'c' repeats posts[0].id"
@@ -345,8 +345,11 @@ def test_parse_dates_platform_default_and_tiktok_stats(tmp_path):
     parsed = parse_creator(raw, "line 1", default_platform="instagram")
     assert parsed.posts[0].record.stats == {"likesCount": 1, "commentsCount": -1}
     assert parsed.posts[0].record.created_at == T0
-    with pytest.raises(InvalidParameter, match=r"line 1: posts\[0\].stats.sharesCount: must be an integer >= 0"):
-        parse_creator({**raw, "posts": [{**raw["posts"][0], "stats": {"sharesCount": -1}}]}, "line 1", "tiktok")
+    # every count can be hidden (-1, as Modash reports it); below that is refused
+    hidden = parse_creator({**raw, "posts": [{**raw["posts"][0], "stats": {"sharesCount": -1}}]}, "line 1", "tiktok")
+    assert hidden.posts[0].record.stats == {"sharesCount": -1}
+    with pytest.raises(InvalidParameter, match=r"line 1: posts\[0\].stats.sharesCount: must be an integer >= -1"):
+        parse_creator({**raw, "posts": [{**raw["posts"][0], "stats": {"sharesCount": -2}}]}, "line 1", "tiktok")
 
 
 def test_another_store_instance_sees_changes_like_another_process(store, model, images, tmp_path):

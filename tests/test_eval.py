@@ -72,3 +72,23 @@ def test_eval_on_real_labelled_subset(tmp_path, model_cache):
     assert figures["n_images"] == len(keep) == 60
     assert figures["image_p10"] > 0.6  # 3 classes: chance is 1/3
     assert figures["text_p10"] is not None
+
+
+def test_eval_text_queries_per_language(tmp_path, model_cache):
+    rows = {f"{name}_{i}.jpg": (photo(name).rotate(5 * i), label, "")
+            for name, label in (("chelsea", "cat"), ("coffee", "coffee")) for i in range(2)}
+    rows["rocket.jpg"] = (photo("rocket"), "rocket", "")
+    translations = tmp_path / "queries.csv"
+    translations.write_text("label,en,de,zh\ncat,a cat,eine Katze,一只猫\ncoffee,a cup of coffee,eine Tasse Kaffee,一杯咖啡\n"
+                            "rocket,a rocket,eine Rakete,火箭\n", encoding="utf-8")
+    root = _labelled_set(tmp_path / "set", rows)
+    figures, output = _eval(tmp_path, model_cache, root, "--languages", "de,zh", "--translations", str(translations))
+    by_language = figures["text_by_language"]
+    assert set(by_language) == {"de", "zh"} and "text_by_language zh" in output
+    for lang in ("de", "zh"):  # 2 cats, 2 coffees, 1 rocket among 5: each query's own photos first
+        assert by_language[lang]["text_map100"] > 0.9, (lang, by_language)
+    # A translations file that misses a language is refused before anything is imported.
+    env = {"LOOKALIKE_DATA_DIR": str(tmp_path / "data"), "LOOKALIKE_MODEL_CACHE": str(model_cache)}
+    result = CliRunner().invoke(app, ["eval", "images", str(root), "--languages", "fr", "--translations", str(translations)],
+                                env=env)
+    assert result.exit_code != 0 and "--languages: no column fr" in result.output

@@ -55,7 +55,7 @@ def _augment(im: Image.Image) -> Image.Image:
 
 def test_lite0_info_and_shapes(lite0, photos) -> None:
     info = lite0.info
-    assert (info.model_id, info.image_dim, info.text_dim) == ("efficientnet-lite0", 1280, 384)
+    assert (info.model_id, info.image_dim, info.text_dim) == ("efficientnet-lite0", 1280, 768)
     assert info.shared_space is False and info.input_size == 224
     for cal in (info.image_calibration, info.text_calibration):
         assert len(cal.cosines) == len(cal.scores)
@@ -69,16 +69,16 @@ def test_lite0_info_and_shapes(lite0, photos) -> None:
     emb = lite0.embed_images(list(photos.values()))
     assert emb.visual.shape == (4, 1280) and emb.visual.dtype == np.float32
     assert emb.semantic is not None
-    assert emb.semantic.shape == (4, 384) and emb.semantic.dtype == np.float32
+    assert emb.semantic.shape == (4, 768) and emb.semantic.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(emb.visual, axis=1), 1.0, atol=1e-5)
     np.testing.assert_allclose(np.linalg.norm(emb.semantic, axis=1), 1.0, atol=1e-5)
 
     texts = lite0.embed_texts(["a cat", "a cup of coffee"])
-    assert texts.shape == (2, 384) and texts.dtype == np.float32
+    assert texts.shape == (2, 768) and texts.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(texts, axis=1), 1.0, atol=1e-5)
 
     empty = lite0.embed_images([])
-    assert empty.visual.shape == (0, 1280) and empty.semantic.shape == (0, 384)
+    assert empty.visual.shape == (0, 1280) and empty.semantic.shape == (0, 768)
     with pytest.raises(ValueError):
         lite0.embed_pixels(np.zeros((1, 3, 100, 100), np.float32))
 
@@ -136,7 +136,7 @@ def test_class_prompt_embeddings_are_cached(lite0) -> None:
     from lookalike.models.efficientnet import EfficientNetConSE
 
     files = sorted(lite0.cache_dir.glob("class_prompts-*.npy"), key=lambda p: p.stat().st_mtime)
-    assert files and np.load(files[-1]).shape == (1000, 384)
+    assert files and np.load(files[-1]).shape == (1000, 768)
     before = {p: p.stat().st_mtime for p in files}
     # A second instance over the same cache reads the file instead of encoding again.
     again = EfficientNetConSE(DEFAULT_MODEL_ID, lite0.cache_dir.parent, text_encoder=lite0.text_encoder)
@@ -167,7 +167,7 @@ def test_minilm_onnx_matches_sentence_transformers(lite0) -> None:
     from lookalike.models.text_encoder import minilm_path
 
     texts = ["a cat", "a cup of coffee", "An astronaut in a white suit, smiling.", "Straße café"]
-    ours = lite0.text_encoder.encode(texts)
+    ours = lite0.text_encoder.minilm.encode(texts)
     ref = st.SentenceTransformer(str(minilm_path()), device="cpu").encode(
         texts, normalize_embeddings=True
     )

@@ -19,7 +19,9 @@ from .service.detection import DetectorProvider, default_detector
 from .service.importer import Importer
 from .service.index_keys import IndexKeyService
 from .service.libraries import LibraryService, ModelProvider
+from .service.metrics import timed_detector, timed_models
 from .service.search import SearchService
+from .service.thumbnails import ThumbnailService
 from .store import EmbeddedStore, Store
 from .store.creator_store import CreatorStore
 from .store.index_keys import IndexKeyStore
@@ -63,6 +65,8 @@ class Runtime:
             def models(model_id: str):
                 return load_model(model_id, cache_dir)
 
+        # Inference time goes to GET /metrics (service/metrics.py).
+        models, detector = timed_models(models), timed_detector(detector)
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         store = EmbeddedStore(settings.db_path, settings.index_dir)
         libraries = LibraryService(store, models, settings.default_model)
@@ -146,6 +150,11 @@ class Runtime:
     def languages(self) -> Languages:
         """The language dictionary of the creator filters (package data)."""
         return Languages.load()
+
+    @cached_property
+    def thumbnails(self) -> ThumbnailService:
+        """Thumbnails of stored images for the web page, cached in memory."""
+        return ThumbnailService(self.store, self.settings.max_image_pixels)
 
     @cached_property
     def creator_importer(self) -> CreatorImporter:

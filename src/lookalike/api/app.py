@@ -8,17 +8,24 @@ from pathlib import Path
 
 from fastapi import FastAPI
 from fastapi.responses import HTMLResponse
+from fastapi.staticfiles import StaticFiles
 
 from .. import __version__
 from ..runtime import Runtime
-from . import envelope, errors
+from . import envelope, errors, observability
 from .constructor import create_constructor_app
 from .creator_routes import router as creator_router
+from .docs import docs_app
 from .limits import BodySizeLimit
 from .modash import create_modash_app
 from .routes import router
 
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
+DESCRIPTION = (
+    "The operator image-library API. The other faces have their own docs: "
+    "[creator search, Modash-compatible (/v1/docs)](/v1/docs) · "
+    "[image search, Constructor-compatible (/v2/docs)](/v2/docs) · [the search page (/)](/)."
+)
 
 
 def create_app(runtime: Runtime, *, warm: bool = False) -> FastAPI:
@@ -40,10 +47,11 @@ def create_app(runtime: Runtime, *, warm: bool = False) -> FastAPI:
             warmer.join()
         runtime.close()
 
-    app = FastAPI(title="Lookalike", version=__version__, lifespan=lifespan)
+    app = docs_app(title="Lookalike", version=__version__, lifespan=lifespan, description=DESCRIPTION)
     app.state.runtime = runtime
     errors.install(app, envelope.render)
     app.add_middleware(BodySizeLimit, max_bytes=runtime.settings.max_request_bytes)
+    observability.install(app, runtime)  # request ids, access log, /metrics, /healthz
     app.include_router(router)
     app.include_router(creator_router)
     # Constructor-compatible image search, with its own error style (api/constructor.py).
@@ -51,9 +59,8 @@ def create_app(runtime: Runtime, *, warm: bool = False) -> FastAPI:
     # Modash-compatible creator search, with its own error style (api/modash.py).
     app.mount("/v1", create_modash_app(runtime))
 
-    @app.get("/healthz", include_in_schema=False)
-    def healthz() -> dict:
-        return {"status": "ok"}
+    # The search page's scripts and styles (plain files, no build step).
+    app.mount("/web", StaticFiles(directory=WEB_DIR), name="web")
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def index() -> str:

@@ -41,8 +41,8 @@ Response (200)::
 * ``segments`` (``return_segments=true``): ``[{"index", "bbox": {x, y, width, height},
   "mask_area" (pixels), "label" (null for U²-Netp), "score" (detector confidence 0..1),
   "results": the segment's own best num_results_per_page results}]``; the main item first.
-  Without ``use_segmentation`` the segments are returned but ``results`` stay the plain
-  query's.
+  As Constructor's document says, ``return_segments`` applies only with
+  ``use_segmentation=true``: alone it runs no detection and adds no ``segments``.
 
 Errors (Constructor's style, ``{"message": "<parameter>: <rule>"}``): 400 bad input (a
 parameter, the body, undecodable image bytes); 401 a missing or unknown ``key``; 404 a
@@ -71,8 +71,9 @@ from ..errors import LibraryNotFound, LookalikeError, NotFound
 from ..runtime import Runtime
 from ..service.index_keys import MAX_KEY_CHARS
 from ..service.search import ImageQueryResult, SearchResult, SegmentMatch
-from . import errors, intake, segments
+from . import errors, intake, observability, segments
 from .constructor_params import RESULTS_CAP, ImageSearchParams, apply_fields, group_results, parse_query
+from .docs import docs_app
 from .errors import Problem
 
 log = logging.getLogger(__name__)
@@ -82,7 +83,7 @@ log = logging.getLogger(__name__)
 def create_constructor_app(runtime: Runtime) -> FastAPI:
     """The sub-application to mount at ``/v2`` (its OpenAPI docs at ``/v2/docs``), with its
     own error handlers so the operator API's envelope never shows here."""
-    app = FastAPI(title="Lookalike: Constructor-compatible image search", version=__version__)
+    app = docs_app(title="Lookalike: Constructor-compatible image search", version=__version__)
     app.state.runtime = runtime
     errors.install(app, render)
 
@@ -98,6 +99,7 @@ def create_constructor_app(runtime: Runtime) -> FastAPI:
 async def _image_search(runtime: Runtime, request: Request) -> dict[str, Any]:
     started = time.perf_counter()
     entry: dict[str, Any] = {"key": (request.query_params.get("key") or "")[:MAX_KEY_CHARS] or None}
+    observability.annotate(request, constructor=entry)  # filled in below; the access line carries it too
     status = 500
     try:
         sections = await run_in_threadpool(runtime.keys.sections, request.query_params.get("key"))
@@ -132,8 +134,9 @@ def _search(
         found = runtime.search.search_image(
             library, data, field=field, top_k=RESULTS_CAP, tag_filter=params.tag_filter(),
             use_segmentation=params.use_segmentation, crop_type=params.search_crop_type,
-            # the segments' boxes are needed for matched_segment even when not returned
-            return_segments=params.use_segmentation or params.return_segments,
+            # the segments' boxes are needed for matched_segment even when not returned;
+            # without use_segmentation nothing is detected (return_segments alone does nothing)
+            return_segments=params.use_segmentation,
         )
     except LibraryNotFound:
         raise NotFound(f"section: the library of section '{params.section}' no longer exists; an operator"
@@ -150,7 +153,7 @@ def _response(found: ImageQueryResult, params: ImageSearchParams) -> dict[str, A
     else:  # format only the page: the ranking may hold 1000 results
         page, total = [_item(r, boxes) for r in found.results[params.offset: end]], len(found.results)
     response: dict[str, Any] = {"results": [_trimmed(item, params) for item in page], "total_num_results": total}
-    if params.return_segments:
+    if params.return_segments and params.use_segmentation:
         response["segments"] = [_segment(s, boxes, params) for s in found.segments or ()]
     return {"response": response, "result_id": str(uuid.uuid4()), "request": params.echo()}
 
@@ -211,15 +214,18 @@ _STR = {"type": "string"}
 _OPENAPI: dict[str, Any] = {
     "parameters": [
         _query("key", "Index key (`lookalike keys create`).", _STR, required=True),
-        _query("section", "Section of the key, naming the library searched.", {**_STR, "default": "Products"}),
+        _query("section", "Section of the key, naming the library searched.",
+               {**_STR, "default": "Products", "minLength": 1, "maxLength": 100}),
         _query("use_segmentation", "Detect the items of the image and search each.", {"type": "boolean"}),
         _query("search_crop_type", "Crop searched per item.", {"enum": ["bbox", "segment"], "default": "bbox"}),
-        _query("return_segments", "Return the detected segments with their own results.", {"type": "boolean"}),
+        _query("return_segments", "With use_segmentation=true: return the detected segments with their own results.",
+               {"type": "boolean"}),
         _query("num_results_per_page", "Results per page.", {"type": "integer", "minimum": 1, "maximum": 200,
                                                              "default": 20}),
         _query("page", "1-based page; pages reach the first 1000 results.", {"type": "integer", "minimum": 1}),
         _query("filters[NAME]", "Tag filter, repeatable: values of one name OR, names AND.", _STR),
         _query("fmt_options[NAME]", "Format options; fmt_options[fields] trims data.", _STR),
+        _query("fmt_options", 'Format options as one JSON object, e.g. {"fields": ["price"]}.', _STR),
         _query("variations_map", "JSON: group results by a tag and aggregate values.", _STR),
         _query("i", "Client (device) id.", _STR),
         _query("s", "Session number.", {"type": "integer", "minimum": 1}),

@@ -11,7 +11,7 @@ image" v2, and its search endpoint for ``filters``, ``page``, ``num_results_per_
 
 =========================  ====================================================================
 ``key``                    required; checked first (HTTP 401 when missing or unknown)
-``section``                default ``Products``; 1-64 letters, digits, spaces, ``_``, ``-``
+``section``                default ``Products``; 1-100 characters, no control characters
 ``use_segmentation``       ``true`` / ``false`` (or ``1`` / ``0``); default false
 ``search_crop_type``       ``bbox`` (default) or ``segment``
 ``return_segments``        boolean, default false
@@ -19,7 +19,9 @@ image" v2, and its search endpoint for ``filters``, ``page``, ``num_results_per_
 ``page``                   1-based, default 1; ``(page - 1) * num_results_per_page`` < 1000
 ``filters[NAME]=VALUE``    repeatable: values of one name OR, names AND (:func:`filter_members`);
                            at most 50 names, 100 values a name; ``filters[NAME][]`` also works
-``fmt_options[NAME]``      :func:`parse_fmt_options`; only ``fields`` changes the answer
+``fmt_options[NAME]``      :func:`parse_fmt_options`; only ``fields`` changes the answer; also
+                           as one JSON object ``fmt_options={"fields": [...]}``
+                           (:func:`fmt_object_entries`), the form Constructor's documents show
 ``variations_map``         JSON, :func:`parse_variations_map` / :func:`group_results`
 ``i``, ``ui``, ``c``       strings of 1-256 characters, no control characters
 ``s``                      integer 1..2**31-1
@@ -184,6 +186,11 @@ def parse_query(items: Sequence[tuple[str, str]]) -> ImageSearchParams:
             filters.setdefault(_filter_name(m[1]), []).append(_filter_value(value, m[1]))
         elif m := _FMT.fullmatch(name):
             fmt.append((m[1], m[2], value))  # (key, trailing brackets, value)
+        elif name == "fmt_options":
+            if "fmt_options" in single:
+                raise InvalidParameter("fmt_options: given more than once; it takes one JSON object")
+            single[name] = value
+            fmt.extend(fmt_object_entries(value))
         elif name in SINGLE:
             if name in single:
                 raise InvalidParameter(f"{name}: given more than once; it takes one value")
@@ -346,6 +353,48 @@ def parse_fmt_options(entries: Sequence[tuple[str, str | None, str]]) -> dict[st
         else:
             raise InvalidParameter(f"{where[:80]}: unknown format option; accepted: {', '.join(FMT_OPTIONS)}")
     return out
+
+
+def fmt_object_entries(text: str) -> list[tuple[str, str, str]]:
+    """``fmt_options`` in its object form, a JSON object (``{"fields": ["price"],
+    "groups_max_depth": 1, "facet_options": {"color": ["red"]}}``), as the
+    ``fmt_options[KEY]...=VALUE`` entries ``parse_fmt_options`` reads: the same rules apply.
+
+    Raises:
+        InvalidParameter: not a JSON object, or a value that is not a string, number,
+            boolean, list of those or (``facet_options``) an object of them.
+    """
+    try:
+        raw = json.loads(text)
+    except (ValueError, RecursionError):
+        raise InvalidParameter("fmt_options: must be a JSON object, e.g. {\"fields\": [\"price\"]}") from None
+    if not isinstance(raw, dict):
+        raise InvalidParameter("fmt_options: must be a JSON object, e.g. {\"fields\": [\"price\"]}")
+    entries: list[tuple[str, str, str]] = []
+    for key, value in raw.items():
+        if isinstance(value, dict):
+            for name, sub in value.items():
+                entries += [(key, f"[{name}]", v) for v in _fmt_scalars(sub, f"fmt_options.{key}.{name}")]
+        else:
+            brackets = "[]" if isinstance(value, list) else ""
+            entries += [(key, brackets, v) for v in _fmt_scalars(value, f"fmt_options.{key}")]
+    return entries
+
+
+def _fmt_scalars(value: object, where: str) -> list[str]:
+    """A JSON scalar or list of scalars as the query-string texts they stand for."""
+    items = value if isinstance(value, list) else [value]
+    if len(items) > MAX_LIST_ITEMS:
+        raise InvalidParameter(f"{where}: at most {MAX_LIST_ITEMS} values")
+    texts = []
+    for item in items:
+        if isinstance(item, bool):
+            texts.append("true" if item else "false")
+        elif isinstance(item, (str, int, float)):
+            texts.append(str(item))
+        else:
+            raise InvalidParameter(f"{where}: must be a string, number, boolean or a list of them")
+    return texts
 
 
 def _append(target: dict[str, Any], key: str, value: str, where: str) -> None:

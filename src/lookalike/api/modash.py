@@ -19,7 +19,7 @@ from typing import Any
 
 from fastapi import FastAPI, Query, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, StrictInt
+from pydantic import BaseModel, ConfigDict, Field
 
 from ..errors import InvalidImage, InvalidParameter
 from ..imaging import image_format
@@ -28,6 +28,7 @@ from ..service.creators.access import format_credits
 from ..service.creators.platforms import PLATFORMS, Platform, rules
 from ..service.creators.search import PostRecord, ProfileMatch
 from . import errors, intake
+from .docs import docs_app
 from .errors import Problem
 
 #: The ``imageType`` values Modash accepts, and the Pillow format each must decode as.
@@ -44,15 +45,16 @@ class ImageSearchRequest(BaseModel):
     imageType: str
     base64Image: str
     # null means the default, as in ``filters`` (clients send empty form fields that way).
-    # Strict: true or "2" is a client bug, not page 1 or 2.
-    page: StrictInt | None = 0
+    # Checked by ``service.creators.filters.check_page`` (a message naming ``page``): true or "2"
+    # is a client bug, not page 1 or 2; a float must be integral (1.0: Modash types it "number").
+    page: Any = Field(0, json_schema_extra={"type": "integer", "minimum": 0})
     filters: dict[str, Any] | None = None
 
 
 class TikTokImageSearchRequest(ImageSearchRequest):
     """Body of ``POST /ai/tiktok/image-search``; pages are ``pageSize`` profiles long."""
 
-    pageSize: StrictInt | None = None
+    pageSize: Any = Field(None, json_schema_extra={"type": "integer", "minimum": 1, "maximum": 50})
 
 
 def render(problem: Problem) -> JSONResponse:
@@ -77,9 +79,17 @@ def _query_image(body: ImageSearchRequest, max_bytes: int) -> bytes:
     return data
 
 
+#: What a required string field of a response holds when the creator was imported without it:
+#: Modash's documents require ``profilePicture``, ``accountCategory`` and a post's ``url`` and
+#: ``thumbnail`` (strings, never null), and an import line may leave them out.
+MISSING_TEXT = ""
+
+
 def _post(post: PostRecord, platform: Platform) -> dict[str, Any]:
+    # A stat not imported is 0; a hidden one stays -1, as Modash reports it.
     stats = {k: int(post.stats.get(k, 0)) for k in platform.stats}
-    return {"id": post.post_id, "url": post.url, "thumbnail": post.thumbnail, "stats": stats}
+    return {"id": post.post_id, "url": post.url or MISSING_TEXT, "thumbnail": post.thumbnail or MISSING_TEXT,
+            "stats": stats}
 
 
 def _profile(match: ProfileMatch, platform: Platform) -> dict[str, Any]:
@@ -88,10 +98,10 @@ def _profile(match: ProfileMatch, platform: Platform) -> dict[str, Any]:
         "userId": c.user_id,
         "fullName": c.full_name,
         "username": c.username,
-        "profilePicture": c.profile_picture,
+        "profilePicture": c.profile_picture or MISSING_TEXT,
         "followersCount": c.followers_count,
         "engagementRate": c.engagement_rate,
-        "accountCategory": c.account_category,
+        "accountCategory": c.account_category or MISSING_TEXT,
         "matchedPosts": [_post(p, platform) for p, _ in match.matched_posts[:MAX_SHOWN_POSTS]],
         "recentPosts": [_post(p, platform) for p in match.recent_posts[:MAX_SHOWN_POSTS]],
     }
@@ -99,7 +109,7 @@ def _profile(match: ProfileMatch, platform: Platform) -> dict[str, Any]:
 
 def create_modash_app(runtime: Runtime) -> FastAPI:
     """The Modash-compatible sub-application over ``runtime`` (mount it at ``/v1``)."""
-    app = FastAPI(title="Lookalike creator search (Modash-compatible)", docs_url="/docs", openapi_url="/openapi.json")
+    app = docs_app(title="Lookalike creator search (Modash-compatible)", docs_url="/docs", openapi_url="/openapi.json")
     errors.install(app, render)
     for name in PLATFORMS:
         _search_route(app, runtime, rules(name))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 from dataclasses import asdict
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query, Request, Response
 
 from ..runtime import Runtime
 from ..service.importer import ImportItem
@@ -19,6 +19,7 @@ from .schemas import (
     ImportImagesOut,
     ImportImagesRequest,
     LibraryOut,
+    SearchByImageIdRequest,
     SearchByImageRequest,
     SearchByTextRequest,
     SearchResults,
@@ -55,6 +56,10 @@ def _result(result: SearchResult) -> dict:
     out["image_base64"] = base64.b64encode(data).decode() if data is not None else None
     if out["segment"] is None:  # only segmented queries tag results with their segment
         del out["segment"]
+    if out["duplicates"] is None:  # only collapsing searches list duplicates
+        del out["duplicates"]
+    else:
+        out["duplicates"] = list(out["duplicates"])
     return out
 
 
@@ -80,6 +85,9 @@ def search_by_image(body: SearchByImageRequest, request: Request) -> dict:
         crop_type=body.search_crop_type,
         return_segments=body.return_segments,
         return_image_bytes=body.return_image_base64,
+        query_text=body.query_text,
+        text_weight=body.text_weight,
+        collapse_duplicates=body.collapse_duplicates,
     )
     data: dict = {"results": [_result(r) for r in found.results]}
     if found.segments is not None:
@@ -93,7 +101,20 @@ def search_by_image(body: SearchByImageRequest, request: Request) -> dict:
 def search_by_text(body: SearchByTextRequest, request: Request) -> dict:
     """Images matching a text description, best first (general_search libraries only)."""
     results = _rt(request).search.by_text(
-        body.library_name, body.query_text, body.top_k, body.tag_filter, body.return_image_base64
+        body.library_name, body.query_text, body.top_k, body.tag_filter, body.return_image_base64,
+        collapse_duplicates=body.collapse_duplicates,
+    )
+    return ok({"results": [_result(r) for r in results]})
+
+
+@router.post(
+    "/search/by-image-id", response_model=Envelope[SearchResults], response_model_exclude_unset=True, tags=["search"]
+)
+def search_by_image_id(body: SearchByImageIdRequest, request: Request) -> dict:
+    """"More like this": images most similar to a stored image, which is left out of the results."""
+    results = _rt(request).search.by_image_id(
+        body.library_name, body.image_id, body.top_k, body.tag_filter, body.return_image_base64,
+        collapse_duplicates=body.collapse_duplicates,
     )
     return ok({"results": [_result(r) for r in results]})
 
@@ -141,6 +162,30 @@ def list_images(
     return ok([_image(r) for r in _rt(request).libraries.list_images(library_name, offset, limit)])
 
 
+# {image_id:path}: ids made from folder imports hold "/" (``sub/photo.jpg``). Registered before the
+# single-image routes, so that one of them taking {image_id:path} too would not shadow it.
+@router.get(
+    "/libraries/{library_name}/images/{image_id:path}/thumbnail",
+    response_class=Response,
+    responses={200: {"content": {"image/jpeg": {}, "image/webp": {}}}, 304: {"description": "Not modified"}},
+    tags=["images"],
+)
+def thumbnail(
+    library_name: str,
+    image_id: str,
+    request: Request,
+    size: int = Query(256, description="Longest side in pixels, 16..1024; never enlarged."),
+    fmt: str = Query("jpeg", alias="format", description="jpeg or webp"),
+) -> Response:
+    """The stored image scaled down, for result grids; cached, with an ETag for revalidation."""
+    thumb = _rt(request).thumbnails.thumbnail(library_name, image_id, size, fmt)
+    # max-age short and private: an id can be deleted and re-imported with other pixels.
+    headers = {"ETag": thumb.etag, "Cache-Control": "private, max-age=300"}
+    if thumb.etag in {t.strip() for t in request.headers.get("if-none-match", "").split(",")}:
+        return Response(status_code=304, headers=headers)
+    return Response(thumb.data, media_type=thumb.media_type, headers=headers)
+
+
 @router.get("/libraries/{library_name}/images/{image_id}", response_model=Envelope[ImageOut], tags=["images"])
 def get_image(library_name: str, image_id: str, request: Request) -> dict:
     return ok(_image(_rt(request).libraries.get_image(library_name, image_id)))
@@ -156,3 +201,4 @@ def update_tags(library_name: str, image_id: str, body: UpdateTagsRequest, reque
 def delete_image(library_name: str, image_id: str, request: Request) -> dict:
     _rt(request).libraries.delete_image(library_name, image_id)
     return ok(None)
+

@@ -24,14 +24,37 @@ class SearchByImageRequest(BaseModel):
     search_crop_type: Literal["bbox", "segment"] = Field(
         "bbox", description="Crop searched per item: its box, or its box with the background greyed out."
     )
+    query_text: str | None = Field(
+        None, description="Hybrid query: also match this text, e.g. 'in red' (general_search libraries only)."
+    )
+    text_weight: float | None = Field(
+        None, description="0..1, the text's share of a hybrid score (default 0.5 with query_text)."
+    )
+    collapse_duplicates: StrictBool = Field(
+        False, description="Return near-identical images (re-encoded, resized copies) once, listing the others' ids."
+    )
 
 
 class SearchByTextRequest(BaseModel):
     library_name: str
-    query_text: str = Field(description="What to look for, e.g. 'a red dress'. general_search libraries only.")
+    query_text: str = Field(description="What to look for, e.g. 'a red dress', in any language. general_search only.")
     top_k: int = Field(10, ge=1, le=100)
     tag_filter: TagFilter = None
     return_image_base64: bool = False
+    collapse_duplicates: StrictBool = Field(
+        False, description="Return near-identical images (re-encoded, resized copies) once, listing the others' ids."
+    )
+
+
+class SearchByImageIdRequest(BaseModel):
+    library_name: str = Field(description="Library to search.")
+    image_id: str = Field(description="A stored image of the library; it is left out of its own results.")
+    top_k: int = Field(10, ge=1, le=100, description="Number of results, 1..100.")
+    tag_filter: TagFilter = Field(None, description="Boolean filter on tags; see the README's tag_filter language.")
+    return_image_base64: bool = Field(False, description="Return each result's stored image as base64.")
+    collapse_duplicates: StrictBool = Field(
+        False, description="Return near-identical images (re-encoded, resized copies) once, listing the others' ids."
+    )
 
 
 class SearchResultOut(BaseModel):
@@ -41,6 +64,9 @@ class SearchResultOut(BaseModel):
     score: float = Field(description="0..1, monotone in similarity: >0.9 same item, 0.7..0.9 similar.")
     tags: dict[str, Any]
     segment: int | None = Field(None, description="Index of the query segment that found it (segmented queries).")
+    duplicates: list[str] | None = Field(
+        None, description="With collapse_duplicates: ids of the near-identical images folded into this one."
+    )
 
 
 class BBoxOut(BaseModel):

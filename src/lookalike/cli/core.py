@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -16,13 +17,29 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from ..errors import LookalikeError
+from .. import __version__
+from ..errors import LibraryNotFound, LookalikeError
 from ..runtime import Runtime
-from .common import DataDir, console, err, fail, open_runtime
+from .common import DataDir, console, err, fail, open_runtime, show_export_progress
 
 app = typer.Typer(help="Lookalike: self-hosted visual search.", no_args_is_help=True, pretty_exceptions_enable=False)
 library_app = typer.Typer(help="Create, list and delete image libraries.", no_args_is_help=True)
 app.add_typer(library_app, name="library")
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"lookalike {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                 help="Print the version and exit."),
+) -> None:
+    """Lookalike: self-hosted visual search."""
+    show_export_progress()  # the first run exports the models to ONNX (about a minute): say so
 
 @app.command()
 def serve(
@@ -34,8 +51,11 @@ def serve(
     import uvicorn
 
     from ..api import create_app
+    from ..api.observability import configure_logging
 
-    uvicorn.run(create_app(open_runtime(data_dir), warm=True), host=host, port=port)
+    configure_logging()  # one JSON access line per request on stderr
+    # access_log=False: our own JSON line per request replaces uvicorn's plain one
+    uvicorn.run(create_app(open_runtime(data_dir), warm=True), host=host, port=port, access_log=False)
 
 
 @library_app.command("create")
@@ -70,10 +90,18 @@ def library_list(data_dir: Path | None = DataDir) -> None:
 
 
 @library_app.command("delete")
-def library_delete(name: str, data_dir: Path | None = DataDir) -> None:
-    """Delete a library and all its images."""
+def library_delete(
+    name: str,
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
+    data_dir: Path | None = DataDir,
+) -> None:
+    """Delete a library and all its images (asks first, unless --yes)."""
     rt = open_runtime(data_dir)
     try:
+        count = rt.libraries.get(name).image_count
+        if not yes and not typer.confirm(f"Delete library '{name}' and its {count} images?", err=True):
+            err.print("not deleted")
+            raise typer.Exit(code=1)
         rt.libraries.delete(name)
     except LookalikeError as exc:
         fail(exc)
@@ -130,15 +158,20 @@ def import_cmd(
     """Import images; re-running skips image_ids already stored."""
     rt = open_runtime(data_dir)
     try:
+        rt.libraries.get(library, count=False)  # before the progress bar: a missing library is one line
         outcome = import_source(rt, library, source)
+    except LibraryNotFound:
+        fail(ValueError(f"library '{library}' does not exist; create it with: lookalike library create {library}"))
     except (LookalikeError, ValueError) as exc:
         fail(exc)
     finally:
         rt.close()
     for where, message in outcome.failed:
-        err.print(f"[yellow]skipped[/yellow] {where}: {message}")
+        err.print(f"[yellow]skipped[/yellow] {escape(where)}: {escape(message)}", highlight=False, soft_wrap=True)
     console.print(f"added {len(outcome.added)}, already stored {len(outcome.skipped)}, failed {len(outcome.failed)}")
-    if outcome.failed and not outcome.added and not outcome.skipped:
+    if outcome.failed:  # a script must notice: exit 1 when any line or image was not imported
+        handled = len(outcome.added) + len(outcome.skipped) + len(outcome.failed)
+        err.print(f"[red]error:[/red] {len(outcome.failed)} of {handled} items failed (listed above)")
         raise typer.Exit(code=1)
 
 

@@ -56,7 +56,8 @@ def creators_demo(
     seed: int = typer.Option(0, "--seed", help="Random seed: the same arguments give the same bytes."),
     images: list[Path] | None = typer.Option(
         None, "--images", exists=True, file_okay=False,
-        help="Labelled set (images/ + labels.csv); repeat for several (default: ../shared/datasets/*)."),
+        help="Labelled set (images/ + labels.csv); repeat for several (default: every set in $LOOKALIKE_DATASETS,"
+             " else ../shared/datasets)."),
     holdout: float = typer.Option(0.1, "--holdout", help="Share of each label's photos held out as queries."),
     reference_date: str | None = typer.Option(
         None, "--reference-date", metavar="YYYY-MM-DD",
@@ -69,7 +70,9 @@ def creators_demo(
 
     dirs = list(images) if images else default_image_dirs()
     if not dirs:
-        fail(ValueError("--images: no labelled set given and none found in ../shared/datasets beside the repository"))
+        fail(ValueError("--images: no labelled photo set found (none in $LOOKALIKE_DATASETS or ../shared/datasets);"
+                        " pass --images DIR, a folder with images/ and labels.csv (path,label), e.g. --images"
+                        " ../shared/datasets/corel1k"))
     try:
         day = (datetime.strptime(reference_date, "%Y-%m-%d").replace(tzinfo=UTC)
                if reference_date else REFERENCE_DATE)

@@ -12,6 +12,7 @@ from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    TaskID,
     TextColumn,
     TimeRemainingColumn,
 )
@@ -20,6 +21,9 @@ from rich.table import Table
 from ..config import Settings
 from ..errors import LookalikeError
 from .common import DataDir, console, err, fail
+
+#: The phases of ``eval images`` after the import, as their progress bars are labelled.
+EVAL_PHASES = {"queries": "image queries", "latency": "timed queries"}
 
 eval_app = typer.Typer(help="Measure relevance and speed: labelled photo sets, creator search, multi-item queries.",
                        no_args_is_help=True)
@@ -30,6 +34,12 @@ def eval_images(
     model: str | None = typer.Option(None, "--model", help="Model id (default efficientnet-lite0)."),
     mode: str = typer.Option("general_search", "--mode", help="Library mode to evaluate."),
     no_text: bool = typer.Option(False, "--no-text", help="Skip text->image queries."),
+    languages: str | None = typer.Option(
+        None, "--languages", metavar="fr,es,...",
+        help="Also run the text queries translated into these languages (columns of --translations)."),
+    translations: Path | None = typer.Option(
+        None, "--translations", exists=True, dir_okay=False, metavar="FILE.csv",
+        help="Translated queries: label,<lang>,... (default: the packaged corel1k file)."),
     json_out: Path | None = typer.Option(None, "--json", help="Write the figures as JSON here."),
     data_dir: Path | None = DataDir,
 ) -> None:
@@ -39,20 +49,30 @@ def eval_images(
 
     settings = Settings.from_env(data_dir)
     total = len(load_labels(dataset_dir))
-    columns = (TextColumn("embedding"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     try:
         with Progress(*columns, console=err) as progress:
-            task = progress.add_task("embed", total=total)
+            task = progress.add_task("embedding", total=total)
+            phases: dict[str, TaskID] = {}
+
+            def phase(name: str, done: int, of: int) -> None:
+                # one bar per phase after the import: image queries, then timed queries
+                if name not in phases:
+                    phases[name] = progress.add_task(EVAL_PHASES.get(name, name), total=of)
+                progress.update(phases[name], completed=done)
+
             figures = evaluate_dataset(dataset_dir, settings=settings, model_id=model, mode=mode, text=not no_text,
-                                       progress=lambda n: progress.advance(task, n))
-    except LookalikeError as exc:
+                                       languages=[x.strip() for x in (languages or "").split(",") if x.strip()],
+                                       translations=translations, progress=lambda n: progress.advance(task, n),
+                                       phase=phase)
+    except (LookalikeError, ValueError) as exc:
         fail(exc)
     figures = {"dataset": dataset_dir.name, "model": model or settings.default_model, "mode": mode, **figures}
     table = Table("metric", "value", title=f"lookalike eval images {dataset_dir.name}")
     for key, value in figures.items():
-        if isinstance(value, dict):  # score bands: one row per band
+        if isinstance(value, dict):  # score bands, languages: one row per band / language
             for band, cell in value.items():
-                table.add_row(f"{key} {band}", ", ".join(f"{k} {v}" for k, v in cell.items()))
+                table.add_row(f"{key} {band}", ", ".join(f"{k} {v}" for k, v in cell.items() if not isinstance(v, dict)))
         else:
             table.add_row(key, "-" if value is None else str(value))
     console.print(table)
@@ -139,16 +159,20 @@ def _phased_progress(import_label: str) -> Iterator[Callable[[str, int, int], No
         yield report
 
 
-def _default_sop_dir() -> Path:
-    """``../shared/datasets/sop_subset`` beside the repository (the checkout's parent)."""
-    return Path(__file__).resolve().parents[3].parent / "shared" / "datasets" / "sop_subset"
+def _default_sop_dir() -> Path | None:
+    """``sop_subset`` in the labelled sets' folder (``$LOOKALIKE_DATASETS``, else
+    ``../shared/datasets``); ``None`` on a fresh clone."""
+    from ..evaluation.datasets import datasets_root
+
+    root = datasets_root()
+    return root / "sop_subset" if root is not None else None
 
 
 @eval_app.command("multi-item")
 def eval_multi_item(
     sop_dir: Path | None = typer.Argument(
         None, file_okay=False, help="Labelled instance set (images/ + labels.csv, label = product id); "
-                                    "default ../shared/datasets/sop_subset beside the repository."),
+                                    "default sop_subset in $LOOKALIKE_DATASETS, else ../shared/datasets."),
     images: int = typer.Option(60, "--images", min=1, help="Composed query images (2 and 3 items, alternating)."),
     seed: int = typer.Option(11, "--seed", help="Seed of the composed set (same seed, same set)."),
     mode: str = typer.Option("general_search", "--mode", help="Library mode: general_search or item_search."),
@@ -166,9 +190,11 @@ def eval_multi_item(
     from ..evaluation.multi_item import evaluate_multi_item
 
     source = sop_dir if sop_dir is not None else _default_sop_dir()
-    if not (source / "labels.csv").is_file():
-        fail(ValueError(f"SOP_DIR: {source} has no labels.csv; pass a labelled instance set such as "
-                         "../shared/datasets/sop_subset (images/ + labels.csv)"))
+    if source is None or not (source / "labels.csv").is_file():
+        where = (f"{source} has no labels.csv" if source is not None
+                 else "no sop_subset in $LOOKALIKE_DATASETS or ../shared/datasets")
+        fail(ValueError(f"SOP_DIR: {where}; pass a labelled instance set (images/ + labels.csv, label = product id)"
+                        " as the argument, e.g. lookalike eval multi-item ../shared/datasets/sop_subset"))
     try:
         with _phased_progress("importing library") as report:
             figures = evaluate_multi_item(source, settings=Settings.from_env(), n_images=images, seed=seed, mode=mode,

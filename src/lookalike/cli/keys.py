@@ -9,7 +9,7 @@ from rich.table import Table
 
 from ..errors import LookalikeError
 from ..runtime import Runtime
-from .common import DataDir, console, fail, open_runtime
+from .common import DataDir, console, err, fail, open_runtime
 
 keys_app = typer.Typer(help="Index keys of the Constructor-compatible image search.", no_args_is_help=True)
 
@@ -47,7 +47,9 @@ def keys_create(
         fail(exc)
     finally:
         rt.close()
-    console.print(key, markup=False, highlight=False)
+    # Only the key on stdout, so KEY=$(lookalike keys create ...) captures it; details on stderr.
+    typer.echo(key)
+    err.print("sections: " + ", ".join(f"{s} = {lib}" for s, lib in sections.items()), markup=False, highlight=False)
 
 
 @keys_app.command("list")

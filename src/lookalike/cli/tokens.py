@@ -47,9 +47,10 @@ def tokens_create(
         fail(exc)
     finally:
         access.store.close()
-    console.print(secret, markup=False, highlight=False)
-    console.print(f"id {record.id}, balance {format_credits(record.credits_milli)} credits"
-                  + (f", label {record.label}" if record.label else ""), markup=False, highlight=False)
+    # Only the secret on stdout, so TOKEN=$(lookalike tokens create ...) captures it; details on stderr.
+    typer.echo(secret)
+    err.print(f"token id {record.id}, balance {format_credits(record.credits_milli)} credits"
+              + (f", label {record.label}" if record.label else ""), markup=False, highlight=False)
     err.print("Keep the token now: it cannot be shown again.")
 
 

@@ -40,7 +40,7 @@ import numpy as np
 from ..errors import InvalidParameter
 from ..service.creators.dictionaries import Locations, fold
 from ..service.creators.platforms import INSTAGRAM, TIKTOK
-from .datasets import load_labels
+from .datasets import datasets_root, load_labels
 
 MIN_IMAGES_PER_LABEL = 20
 MAX_CREATORS = 100_000
@@ -122,12 +122,10 @@ def sidecar_paths(out: Path) -> tuple[Path, Path]:
 
 
 def default_image_dirs() -> list[Path]:
-    """Labelled sets (folders with ``labels.csv``) in ``shared/datasets`` beside the repository (or the cwd)."""
-    here = Path(__file__).resolve()
-    for root in (here.parents[3].parent / "shared" / "datasets", Path.cwd().parent / "shared" / "datasets"):
-        if root.is_dir():
-            return sorted(p for p in root.iterdir() if (p / "labels.csv").is_file())
-    return []
+    """Labelled sets (folders with ``labels.csv``) in ``datasets.datasets_root()``
+    (``$LOOKALIKE_DATASETS``, else ``shared/datasets`` beside the repository or the cwd)."""
+    root = datasets_root()
+    return sorted(p for p in root.iterdir() if (p / "labels.csv").is_file()) if root is not None else []
 
 
 def build_demo(

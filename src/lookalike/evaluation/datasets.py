@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import csv
+import os
 from dataclasses import dataclass
 from pathlib import Path
+
+#: Where the labelled sets are looked for when a command is given none: ``$LOOKALIKE_DATASETS``
+#: if set, else ``../shared/datasets`` beside the repository or the working directory.
+DATASETS_ENV = "LOOKALIKE_DATASETS"
 
 
 @dataclass(frozen=True)
@@ -37,3 +42,17 @@ def load_labels(root: Path) -> list[LabelledImage]:
 def labels_are_words(labels: set[str]) -> bool:
     """True when labels read as words (class names), not ids: text queries make sense then."""
     return bool(labels) and sum(any(c.isalpha() for c in lab) for lab in labels) / len(labels) > 0.5
+
+
+def datasets_root() -> Path | None:
+    """The folder of labelled sets: ``$LOOKALIKE_DATASETS`` when set (even to a folder that
+    does not exist: then ``None``), else the first existing ``shared/datasets`` beside the
+    repository or the working directory; ``None`` when there is none (a fresh clone)."""
+    env = os.environ.get(DATASETS_ENV)
+    if env:
+        return Path(env) if Path(env).is_dir() else None
+    here = Path(__file__).resolve()
+    for root in (here.parents[3].parent / "shared" / "datasets", Path.cwd().parent / "shared" / "datasets"):
+        if root.is_dir():
+            return root
+    return None

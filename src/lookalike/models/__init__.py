@@ -2,7 +2,8 @@
 
 Ids:
     ``efficientnet-lite0`` (default), ``efficientnet-lite1``, ``efficientnet-lite2``:
-        EfficientNet-Lite + ConSE text search (``lookalike.models.efficientnet``).
+        EfficientNet-Lite + ConSE text search in English MiniLM | multilingual e5
+        (``lookalike.models.efficientnet``, ``lookalike.models.text_space``).
     ``clip:/abs/path/to/folder`` or ``clip:org/name``: a CLIP/SigLIP checkpoint from a
         local folder or the local Hugging Face cache (``lookalike.models.clip``).
 """
@@ -84,14 +85,17 @@ def _build(model_id: str, cache_dir: Path) -> Embedder:
 
 
 def _text_encoder(cache_dir: Path):
-    """One MiniLM encoder per cache dir, shared by the EfficientNet variants."""
+    """One ConSE text space (English MiniLM | multilingual e5) per cache dir, shared by the
+    EfficientNet variants."""
+    from lookalike.models.e5_encoder import E5Encoder
     from lookalike.models.text_encoder import MiniLMEncoder
+    from lookalike.models.text_space import BilingualSpace
 
     key = str(cache_dir.resolve())
     with _lock:
         enc = _text_encoders.get(key)
     if enc is None:
-        enc = MiniLMEncoder(cache_dir)
+        enc = BilingualSpace(MiniLMEncoder(cache_dir), E5Encoder())
         with _lock:
             enc = _text_encoders.setdefault(key, enc)
     return enc

@@ -79,6 +79,12 @@ class Embedder(Protocol):
         """RGB images -> embeddings (``preprocess`` then ``embed_pixels``)."""
         ...
 
+    def text_calibration_for(self, text: str) -> ScoreCalibration | None:
+        """The cosine -> score knots for the query ``text`` (``info.text_calibration`` unless
+        the model embeds some texts on another scale, e.g. non-English ones); ``None`` when the
+        model has no text search."""
+        ...
+
     def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
         """Query texts -> (n, text_dim) float32, L2-normalised, comparable with ``semantic``
         (or with ``visual`` for shared-space models).

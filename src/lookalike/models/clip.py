@@ -161,6 +161,10 @@ class ClipEmbedder:
             return self.embed_pixels(np.zeros((0, 3, s, s), np.float32))
         return self.embed_pixels(np.stack([self.preprocess(im) for im in images]))
 
+    def text_calibration_for(self, text: str) -> ScoreCalibration | None:
+        """``info.text_calibration``: one text tower, one scale for every text."""
+        return self.info.text_calibration
+
     def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
         """Query texts -> (n, d) float32, L2-normalised, comparable with ``visual``.
 

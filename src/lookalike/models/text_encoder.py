@@ -75,6 +75,10 @@ class MiniLMEncoder:
         self._tokenizer = tok
         self._lock = threading.Lock()
 
+    def vocabulary(self) -> frozenset[str]:
+        """The tokens of MiniLM's WordPiece vocabulary (30,522, lower-cased English words and pieces)."""
+        return frozenset(self._tokenizer.get_vocab())
+
     def encode(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
         """Texts -> (n, 384) float32, L2-normalised (each row has unit norm).
 

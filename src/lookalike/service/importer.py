@@ -27,6 +27,7 @@ from ..models.base import Embedder
 from ..store import NewImage, Store
 from .detection import ITEM_CROP_TYPE, DetectorProvider, default_detector
 from .libraries import LibraryService
+from .metrics import IMPORTED_IMAGES
 from .validation import check_image_id, check_tags
 
 #: Images embedded per ONNX Runtime call.
@@ -241,6 +242,9 @@ class Importer:
             report = self._store.add_images(library, pending, skip_existing=skip_existing)
             outcome.added += report.added
             outcome.skipped += report.skipped
+        for kind, count in (("added", len(outcome.added)), ("skipped", len(outcome.skipped)),
+                            ("failed", len(outcome.failed))):
+            IMPORTED_IMAGES.labels(library=library, outcome=kind).inc(count)
         return outcome
 
     def _prepared(

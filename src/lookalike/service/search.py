@@ -3,11 +3,18 @@
 Image queries may be segmented: the item detector finds up to ``MAX_SEGMENTS`` items in the
 query, each item's crop is searched on its own, and the ranked lists are merged by
 ``interleave`` (de-duplicated, round-robin over the segments, so no item starves the others).
+
+An image query may carry a text (hybrid query, ``general_search`` only): each candidate's
+score is ``(1 - text_weight) * image score + text_weight * text score``, both calibrated
+scores of ``lookalike.scoring``, so the blend keeps their meaning. Candidates are the union of
+the image search's and the text search's top ``HYBRID_CANDIDATES``; both cosines are then
+computed exactly for each. Any search may collapse near-duplicates (``duplicates.collapse``).
 """
 
 from __future__ import annotations
 
 import io
+import time
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -15,15 +22,18 @@ from PIL import Image
 
 from ..config import Settings
 from ..crops import check_crop_type
-from ..errors import InvalidImage, InvalidParameter, ModeNotSupported
+from ..errors import ImageNotFound, InvalidImage, InvalidParameter, ModeNotSupported
 from ..filters import parse_filter
 from ..imaging import decode_image
+from ..models import Embedder, ScoreCalibration
 from ..models.detector import Detection
 from ..scoring import to_score
 from ..store import Hit, Store
 from .detection import DetectorProvider, default_detector, item_crop
-from .libraries import LibraryService
-from .validation import check_library_name, check_top_k
+from .duplicates import DUPLICATE_COSINE, collapse, same_pixels, thumbnail
+from .libraries import LibraryRecord, LibraryService
+from .metrics import observe_search
+from .validation import check_image_id, check_library_name, check_top_k
 
 MAX_QUERY_TEXT_CHARS = 1000
 #: Most items a segmented query searches (the detector's main items, largest first).
@@ -31,13 +41,20 @@ MAX_SEGMENTS = 5
 #: Largest ``top_k`` of ``search_image`` (the Constructor-style endpoint pages through
 #: results); ``by_image`` and ``by_text`` keep 1..100.
 MAX_IMAGE_TOP_K = 1000
+#: Candidates each side of a hybrid query contributes (at least; ``4 * top_k`` when larger).
+HYBRID_CANDIDATES = 100
+#: With ``collapse_duplicates``, searches fetch this many times ``top_k`` so that the
+#: collapsed list still fills ``top_k``.
+COLLAPSE_OVERFETCH = 3
 
 
 @dataclass(frozen=True)
 class SearchResult:
     """One ranked image. ``score`` in 0..1 (see ``lookalike.scoring``); ``image_bytes``
     (the stored image, encoded as imported) is set only when asked for; ``segment``: index of the query segment whose search found
-    it (``SegmentMatch.index``), ``None`` for a query without segments."""
+    it (``SegmentMatch.index``), ``None`` for a query without segments; ``duplicates``: with
+    ``collapse_duplicates``, the ids of the near-duplicates folded into this result (in rank
+    order, possibly empty), else ``None``."""
 
     image_id: str
     image_uri: str | None
@@ -45,6 +62,7 @@ class SearchResult:
     tags: dict[str, object]
     image_bytes: bytes | None = None
     segment: int | None = None
+    duplicates: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -135,6 +153,9 @@ class SearchService:
         return_image_bytes: bool = False,
         *,
         field: str = "image",
+        query_text: str | None = None,
+        text_weight: float | None = None,
+        collapse_duplicates: bool = False,
     ) -> list[SearchResult]:
         """Images most similar to a query image: ``search_image`` without segmentation.
 
@@ -143,6 +164,7 @@ class SearchService:
             top_k: 1..100 results.
             tag_filter: the filter language of ``lookalike.filters`` (raw JSON).
             field: the request field or option that carried ``image``, named in errors.
+            query_text, text_weight, collapse_duplicates: as ``search_image``.
 
         Raises:
             as ``search_image``.
@@ -151,7 +173,8 @@ class SearchService:
         top_k = check_top_k(top_k)
         found = self.search_image(
             library_name, image, field=field, top_k=top_k, tag_filter=tag_filter,
-            return_image_bytes=return_image_bytes,
+            return_image_bytes=return_image_bytes, query_text=query_text, text_weight=text_weight,
+            collapse_duplicates=collapse_duplicates,
         )
         return found.results
 
@@ -167,15 +190,19 @@ class SearchService:
         crop_type: str = "bbox",
         return_segments: bool = False,
         return_image_bytes: bool = False,
+        query_text: str | None = None,
+        text_weight: float | None = None,
+        collapse_duplicates: bool = False,
     ) -> ImageQueryResult:
         """Images most similar to a query image, optionally item by item.
 
         The plain query embeds the main item's ``crop_type`` crop in an ``item_search``
-        library (the whole image when nothing is detected) and the whole image in a
-        ``general_search`` one. ``use_segmentation``: the detector finds up to
-        ``MAX_SEGMENTS`` items; each one's crop is embedded (one batch) and searched with
-        the same ``tag_filter``; ``results`` merges them by ``interleave``. When nothing is
-        detected, one segment covers the whole image (label ``None``, score 0.0).
+        library and the whole image in a ``general_search`` one. ``use_segmentation``: the
+        detector finds up to ``MAX_SEGMENTS`` items; each one's crop is embedded (one batch)
+        and searched with the same ``tag_filter``; ``results`` merges them by ``interleave``.
+        When nothing is detected: in a ``general_search`` library one segment covers the whole
+        image (label ``None``, score 0.0); in an ``item_search`` library there is no item to
+        search for, so ``results`` (and ``segments``) are empty.
         ``return_segments`` returns the segments and their own results; without
         ``use_segmentation`` the segments are detected and searched all the same, and
         ``results`` stays the plain query.
@@ -188,35 +215,63 @@ class SearchService:
             tag_filter: the filter language of ``lookalike.filters`` (raw JSON).
             crop_type: ``bbox`` (the item's box, ``detection.QUERY_CROP_MARGIN``) or
                 ``segment`` (the box with the background outside the item's mask greyed out).
+            query_text: makes it a hybrid query (see the module docstring); at most
+                ``MAX_QUERY_TEXT_CHARS`` characters; ``general_search`` libraries with a text
+                model only. Every searched crop (plain query and segments) is blended with it.
+            text_weight: 0..1, the text's share of the blended score; default 0.5 with
+                ``query_text``; not allowed without it.
+            collapse_duplicates: fold near-duplicate results into the best-ranked one
+                (``SearchResult.duplicates``); applies to ``results`` (segments' own lists are
+                cut to ``top_k`` as they are).
 
         Raises:
             InvalidParameter (400: naming ``top_k``, ``search_crop_type``,
-            ``use_segmentation``, ...), InvalidImage (400, naming ``field``), InvalidFilter
-            (400), LibraryNotFound (404), ModelMismatch, ModelUnavailable (400: the
-            embedding model or, when detection is needed, the detector weights missing).
+            ``use_segmentation``, ``query_text``, ``text_weight``, ...), InvalidImage (400,
+            naming ``field``), InvalidFilter (400), LibraryNotFound (404), ModeNotSupported
+            (400: ``query_text`` on an ``item_search`` library or a model without text),
+            ModelMismatch, ModelUnavailable (400: the embedding model or, when detection is
+            needed, the detector weights missing).
         """
+        started = time.perf_counter()
         check_library_name(library_name)
         top_k = check_top_k(top_k, maximum=MAX_IMAGE_TOP_K)
         for name, flag in (("use_segmentation", use_segmentation), ("return_segments", return_segments),
-                           ("return_image_bytes", return_image_bytes)):
+                           ("return_image_bytes", return_image_bytes), ("collapse_duplicates", collapse_duplicates)):
             _check_flag(flag, name)
         check_crop_type(crop_type)
+        weight = _check_text_weight(query_text, text_weight)
         node = parse_filter(tag_filter)
         library = self._libraries.get(library_name, count=False)
-        picture = self._decode(image, field)
         model = self._libraries.model_for(library)
+        text = None
+        if query_text is not None:
+            text_field, text_vector = self._text_query(library, model, query_text)
+            text_calibration = model.text_calibration_for(query_text)
+            assert text_calibration is not None  # _text_query refuses models without text search
+            text = (text_field, text_vector, text_calibration)
+        picture = self._decode(image, field)
         main, regions = self._regions(picture, library.mode, use_segmentation or return_segments)
-        queries = regions if use_segmentation else [main, *regions]  # the plain query first
-        vectors = model.embed_images([item_crop(picture, d, crop_type) for d in queries]).visual
-        ranked = [self._ranked(library_name, v, top_k, node, model.info.image_calibration) for v in vectors]
-        per_segment = [[replace(r, segment=i) for r in rs] for i, rs in enumerate(ranked[len(ranked) - len(regions):])]
-        results = interleave(per_segment, top_k) if use_segmentation else ranked[0]
+        # An item_search library holds items: a query in which no item is detected has nothing
+        # to search for, and answers no results (the imports' whole-image fallback does not apply).
+        no_item = library.mode == "item_search" and main is None
+        plain = [] if use_segmentation or no_item else [main]
+        queries = [*plain, *regions]  # the plain query first
+        vectors = model.embed_images([item_crop(picture, d, crop_type) for d in queries]).visual if queries else ()
+        fetch = min(MAX_IMAGE_TOP_K, top_k * COLLAPSE_OVERFETCH) if collapse_duplicates else top_k
+        ranked = [self._ranked(library_name, v, fetch, node, model, text, weight) for v in vectors]
+        per_segment = [[replace(r, segment=i) for r in rs] for i, rs in enumerate(ranked[len(plain):])]
+        results = interleave(per_segment, fetch) if use_segmentation else (ranked[0] if plain else [])
+        if collapse_duplicates:
+            results = self._collapsed(library_name, results)
+        results = results[:top_k]
+        per_segment = [rs[:top_k] for rs in per_segment]
         segments = None
         if return_segments:
             scale = _scale(image, picture)
             segments = [_segment(i, d, picture, scale, rs) for i, (d, rs) in enumerate(zip(regions, per_segment))]
         if return_image_bytes:
             results, segments = self._with_bytes(library_name, results, segments)
+        observe_search(library_name, "image", started)
         return ImageQueryResult(results=results, segments=segments)
 
     def by_text(
@@ -226,55 +281,186 @@ class SearchService:
         top_k: int = 10,
         tag_filter: object = None,
         return_image_bytes: bool = False,
+        collapse_duplicates: bool = False,
     ) -> list[SearchResult]:
         """Images that match a text description (``general_search`` libraries only).
+
+        Args:
+            collapse_duplicates: fold near-duplicate results into the best-ranked one
+                (``SearchResult.duplicates``).
 
         Raises:
             ModeNotSupported: the library is in ``item_search`` mode, or its model has no
                 text tower. Otherwise as ``by_image``.
         """
+        started = time.perf_counter()
         check_library_name(library_name)
         top_k = check_top_k(top_k)
+        _check_flag(collapse_duplicates, "collapse_duplicates")
+        node = parse_filter(tag_filter)
+        library = self._libraries.get(library_name, count=False)
+        model = self._libraries.model_for(library)
+        field, query = self._text_query(library, model, query_text)
+        calibration = model.text_calibration_for(query_text)
+        assert calibration is not None  # _text_query refuses models without text search
+        fetch = min(MAX_IMAGE_TOP_K, top_k * COLLAPSE_OVERFETCH) if collapse_duplicates else top_k
+        results = _scored(self._store.search(library_name, field, query, fetch, node), calibration)
+        if collapse_duplicates:
+            results = self._collapsed(library_name, results)
+        results = results[:top_k]
+        results = self._with_bytes(library_name, results, None)[0] if return_image_bytes else results
+        observe_search(library_name, "text", started)
+        return results
+
+    def _text_query(self, library: LibraryRecord, model: Embedder, query_text: object) -> tuple[str, np.ndarray]:
+        """(field to search, (dim,) float32 query vector) of a checked ``query_text``.
+
+        Raises:
+            InvalidParameter: not a non-empty string of at most ``MAX_QUERY_TEXT_CHARS``.
+            ModeNotSupported: an ``item_search`` library, or a model without text search.
+        """
         if not isinstance(query_text, str) or not query_text.strip():
             raise InvalidParameter("query_text: must be a non-empty string")
         if len(query_text) > MAX_QUERY_TEXT_CHARS:
             raise InvalidParameter(f"query_text: at most {MAX_QUERY_TEXT_CHARS} characters")
-        node = parse_filter(tag_filter)
-        library = self._libraries.get(library_name, count=False)
         if library.mode != "general_search":
             raise ModeNotSupported(
-                f"Image library '{library_name}' is in {library.mode} mode and does not support text-to-image search."
+                f"Image library '{library.name}' is in {library.mode} mode and does not support text-to-image search."
             )
-        model = self._libraries.model_for(library)
         if model.info.text_dim is None or model.info.text_calibration is None:
-            raise ModeNotSupported(f"Model '{library.model_id}' of library '{library_name}' has no text search.")
-        query = model.embed_texts([query_text.strip()])[0]
+            raise ModeNotSupported(f"Model '{library.model_id}' of library '{library.name}' has no text search.")
         field = "visual" if model.info.shared_space else "semantic"
-        hits = self._store.search(library_name, field, query, top_k, node)
-        return self._results(library_name, hits, model.info.text_calibration, return_image_bytes)
+        return field, model.embed_texts([query_text.strip()])[0]
+
+    def by_image_id(
+        self,
+        library_name: str,
+        image_id: str,
+        top_k: int = 10,
+        tag_filter: object = None,
+        return_image_bytes: bool = False,
+        collapse_duplicates: bool = False,
+    ) -> list[SearchResult]:
+        """"More like this": images most similar to a stored image, the image itself excluded.
+
+        The query is the image's stored embedding (in an ``item_search`` library that of its
+        main item), so nothing is decoded or embedded again and the scores are those an image
+        query with the same picture would get.
+
+        Args:
+            image_id: an image of the library.
+            top_k: 1..100 results, none of them ``image_id``.
+            tag_filter: the filter language of ``lookalike.filters`` (raw JSON).
+            return_image_bytes: set each result's ``image_bytes``.
+            collapse_duplicates: fold near-duplicate results into the best-ranked one
+                (``SearchResult.duplicates``).
+
+        Raises:
+            InvalidParameter (400, naming ``image_id``, ``top_k``, ...), InvalidFilter (400),
+            LibraryNotFound, ImageNotFound (404), ModelMismatch, ModelUnavailable (400).
+        """
+        started = time.perf_counter()
+        check_library_name(library_name)
+        check_image_id(image_id)
+        top_k = check_top_k(top_k)
+        _check_flag(return_image_bytes, "return_image_base64")
+        _check_flag(collapse_duplicates, "collapse_duplicates")
+        node = parse_filter(tag_filter)
+        library = self._libraries.get(library_name, count=False)
+        self._store.get_image(library_name, image_id)  # ImageNotFound
+        query = self._store.vectors(library_name, "visual", [image_id]).get(image_id)
+        if query is None:
+            raise ImageNotFound(library_name, image_id)
+        model = self._libraries.model_for(library)
+        # One more than asked, since the image itself is (almost always) its own best match.
+        fetch = min(MAX_IMAGE_TOP_K, top_k * COLLAPSE_OVERFETCH) if collapse_duplicates else top_k
+        hits = self._store.search(library_name, "visual", query, fetch + 1, node)
+        results = _scored([h for h in hits if h.image.image_id != image_id], model.info.image_calibration)
+        if collapse_duplicates:
+            results = self._collapsed(library_name, results)
+        results = results[:top_k]
+        results = self._with_bytes(library_name, results, None)[0] if return_image_bytes else results
+        observe_search(library_name, "image_id", started)
+        return results
 
     def _regions(
         self, picture: Image.Image, mode: str, segmented: bool
     ) -> tuple[Detection | None, list[Detection | None]]:
         """(the plain query's region, the segments' regions); ``None`` is the whole image.
 
-        The plain query's region is the main item in ``item_search`` (whole image when
-        nothing is detected), the whole image in ``general_search``. Segments: up to
-        ``MAX_SEGMENTS`` detected items, or one whole-image segment; none unless
+        The plain query's region is the main item in ``item_search`` (``None`` also when
+        nothing is detected: the caller answers no results then), the whole image in
+        ``general_search``. Segments: up to ``MAX_SEGMENTS`` detected items, else one
+        whole-image segment in ``general_search`` and none in ``item_search``; none unless
         ``segmented``. The detector runs (once) only when one of them needs it.
         """
         detections: list[Detection] = []
         if segmented or mode == "item_search":
             detections = self._detector().detect(picture, max_items=MAX_SEGMENTS if segmented else 1)
         main = detections[0] if detections and mode == "item_search" else None
-        return main, ((list(detections) or [None]) if segmented else [])
+        whole: list[Detection | None] = [] if mode == "item_search" else [None]  # item_search: no item, no segment
+        return main, ((list(detections) or whole) if segmented else [])
 
-    def _results(self, library: str, hits: list[Hit], calibration, with_bytes: bool) -> list[SearchResult]:
-        results = _scored(hits, calibration)
-        return self._with_bytes(library, results, None)[0] if with_bytes else results
+    def _ranked(
+        self, library: str, query: np.ndarray, top_k: int, node, model: Embedder,
+        text: tuple[str, np.ndarray, ScoreCalibration] | None = None, weight: float = 0.0,
+    ) -> list[SearchResult]:
+        """The top ``top_k`` for one image vector, blended with ``text`` (field, vector, score
+        knots) when given."""
+        calibration = model.info.image_calibration
+        if text is None:
+            return _scored(self._store.search(library, "visual", query, top_k, node), calibration)
+        field, text_vector, text_calibration = text
+        n = min(MAX_IMAGE_TOP_K, max(HYBRID_CANDIDATES, 4 * top_k))
+        images = {h.image.image_id: h.image for h in self._store.search(library, "visual", query, n, node)}
+        for h in self._store.search(library, field, text_vector, n, node):
+            images.setdefault(h.image.image_id, h.image)
+        ids = list(images)
+        visual = self._store.vectors(library, "visual", ids)
+        textual = self._store.vectors(library, field, ids)
+        ids = [i for i in ids if i in visual and i in textual]  # deleted meanwhile: dropped
+        if not ids:
+            return []
+        image_scores = to_score(np.stack([visual[i] for i in ids]) @ query, calibration)
+        text_scores = to_score(np.stack([textual[i] for i in ids]) @ text_vector, text_calibration)
+        blended = (1.0 - weight) * image_scores + weight * text_scores
+        order = np.argsort(-blended, kind="stable")[:top_k]
+        return [
+            SearchResult(image_id=ids[k], image_uri=images[ids[k]].image_uri, score=round(float(blended[k]), 6),
+                         tags=images[ids[k]].tags)
+            for k in order
+        ]
 
-    def _ranked(self, library: str, query: np.ndarray, top_k: int, node, calibration) -> list[SearchResult]:
-        return _scored(self._store.search(library, "visual", query, top_k, node), calibration)
+    def _collapsed(self, library: str, results: list[SearchResult]) -> list[SearchResult]:
+        """``results`` with near-duplicates folded into the best-ranked one (``duplicates``)."""
+        ids = [r.image_id for r in results]
+        stored = self._store.vectors(library, "visual", ids)
+        present = [r for r in results if r.image_id in stored]
+        if not present:
+            return []
+        vectors = np.stack([stored[r.image_id] for r in present])
+        # Only images in a pair close enough to be copies are read and hashed (one read).
+        close = np.argwhere(np.triu(vectors @ vectors.T >= DUPLICATE_COSINE, k=1))
+        wanted = sorted({present[int(k)].image_id for k in close.ravel()})
+        blobs = self._store.image_bytes(library, wanted) if wanted else {}
+        thumbs = {image_id: self._thumbnail(data) for image_id, data in blobs.items()}
+
+        def alike(i: int, j: int) -> bool:
+            a, b = thumbs.get(present[i].image_id), thumbs.get(present[j].image_id)
+            return a is not None and b is not None and same_pixels(a, b)
+
+        groups = collapse(vectors, alike)
+        return [
+            replace(present[g.head], duplicates=tuple(present[m].image_id for m in g.members)) for g in groups
+        ]
+
+    def _thumbnail(self, data: bytes) -> np.ndarray | None:
+        """``duplicates.thumbnail`` of a stored image; ``None`` when it no longer decodes (then
+        it is nobody's copy)."""
+        try:
+            return thumbnail(decode_image(data, field="image", max_pixels=self._settings.max_image_pixels))
+        except InvalidImage:
+            return None
 
     def _decode(self, data: bytes, field: str) -> Image.Image:
         if not isinstance(data, (bytes, bytearray)) or not data:
@@ -306,6 +492,21 @@ def _scored(hits: list[Hit], calibration) -> list[SearchResult]:
         SearchResult(image_id=h.image.image_id, image_uri=h.image.image_uri, score=round(float(s), 6), tags=h.image.tags)
         for h, s in zip(hits, scores)
     ]
+
+
+def _check_text_weight(query_text: object, text_weight: object) -> float:
+    """The text's share of a hybrid score: 0.5 by default with ``query_text``, 0 without.
+
+    Raises:
+        InvalidParameter: ``text_weight`` not a number in 0..1, or given without ``query_text``.
+    """
+    if text_weight is None:
+        return 0.5 if query_text is not None else 0.0
+    if query_text is None:
+        raise InvalidParameter("text_weight: only with query_text")
+    if isinstance(text_weight, bool) or not isinstance(text_weight, (int, float)) or not 0.0 <= text_weight <= 1.0:
+        raise InvalidParameter("text_weight: must be a number from 0 to 1")
+    return float(text_weight)
 
 
 def _check_flag(value: object, field: str) -> None:

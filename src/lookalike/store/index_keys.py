@@ -41,9 +41,10 @@ CREATE TABLE IF NOT EXISTS key_sections (
 KEY_PREFIX = "key_"
 KEY_RANDOM_BYTES = 12
 KEY_PATTERN = re.compile(r"key_[A-Za-z0-9_-]{16}")
-#: Section names: 1..64 letters, digits, spaces, ``_`` or ``-`` (Constructor's ``Products``,
-#: ``Search Suggestions``, ...).
-SECTION_PATTERN = re.compile(r"[A-Za-z0-9 _-]{1,64}")
+#: A section is a name (Constructor: 1..100 characters): any characters but control characters,
+#: which would corrupt log lines. It is only ever a value in SQLite and JSON, never a path.
+MAX_SECTION_CHARS = 100
+SECTION_PATTERN = re.compile(rf"[^\x00-\x1f\x7f]{{1,{MAX_SECTION_CHARS}}}")
 MAX_LIBRARY_NAME_CHARS = 128
 #: Sections one key may hold; a guard against runaway scripts, far above real use.
 MAX_SECTIONS = 100
@@ -65,9 +66,11 @@ class IndexKey:
 
 
 def check_section(section: object, field: str = "section") -> str:
-    """Raises ``InvalidParameter`` unless ``section`` is 1..64 letters, digits, spaces, ``_``, ``-``."""
-    if not isinstance(section, str) or not SECTION_PATTERN.fullmatch(section):
-        raise InvalidParameter(f"{field}: must be 1-64 characters of letters, digits, spaces, '_' or '-'")
+    """Raises ``InvalidParameter`` unless ``section`` is 1..100 characters, none of them a control
+    character, and not only spaces."""
+    if not isinstance(section, str) or not SECTION_PATTERN.fullmatch(section) or not section.strip():
+        raise InvalidParameter(f"{field}: must be 1-{MAX_SECTION_CHARS} characters, not all spaces,"
+                               " without control characters")
     return section
 
 

@@ -7,6 +7,11 @@ raises ``InvalidParameter`` whose message starts with the field path, e.g.
 
 Filter keys use Modash's spelling. A key whose value is JSON ``null`` counts as absent, and so
 does an empty ``locations`` / ``brands`` list (clients send empty form fields that way).
+
+Numbers are JSON "number" in Modash's documents: where a value must be an integer, an integral
+float (``1000.0``) is accepted as that integer and a non-integral one (``1.5``) is refused. The
+age bounds are typed as strings there (``"18"``; the TikTok document's example sends
+``"age": {"min": "18"}``), so ``age.min`` / ``age.max`` take those strings and numbers alike.
 """
 
 from __future__ import annotations
@@ -139,9 +144,10 @@ def check_page_size(platform: str, page_size: object) -> int:
         return own.page_size
     if page_size is None:
         return own.page_size
-    if not _is_int(page_size) or not 1 <= page_size <= own.page_size_max:  # type: ignore[operator]
-        raise InvalidParameter(f"pageSize: must be an integer from 1 to {own.page_size_max}")
-    return page_size  # type: ignore[return-value]
+    size = as_int(page_size)
+    if size is None or not 1 <= size <= own.page_size_max:
+        raise InvalidParameter(f"pageSize: must be an integer from 1 to {own.page_size_max}{_integral(page_size)}")
+    return size
 
 
 def check_page(page: object, page_size: int) -> int:
@@ -152,11 +158,12 @@ def check_page(page: object, page_size: int) -> int:
     """
     if page is None:
         return 0
-    if not _is_int(page) or page < 0:  # type: ignore[operator]
-        raise InvalidParameter("page: must be an integer >= 0")
-    if page * page_size > MAX_OFFSET:  # type: ignore[operator]
-        raise InvalidParameter(f"page: page * page size must be at most {MAX_OFFSET} (got {page} * {page_size})")
-    return page  # type: ignore[return-value]
+    number = as_int(page)
+    if number is None or number < 0:
+        raise InvalidParameter(f"page: must be an integer >= 0{_integral(page)}")
+    if number * page_size > MAX_OFFSET:
+        raise InvalidParameter(f"page: page * page size must be at most {MAX_OFFSET} (got {number} * {page_size})")
+    return number
 
 
 def snap_followers(
@@ -176,8 +183,21 @@ def snap_followers(
 # --- one parser per filter: (value, field path, platform) -> CreatorQuery fields ----------------
 
 
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+def as_int(value: object) -> int | None:
+    """``value`` as an integer if it is a JSON integer or an integral float (``1000.0``); else
+    ``None`` (booleans, strings, ``1.5``, NaN and infinities included)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return None
+
+
+def _integral(value: object) -> str:
+    """A hint for a number that is not integral, appended to a rule's message."""
+    return f" (got {value!r}, not an integer)" if isinstance(value, float) and not isinstance(value, bool) else ""
 
 
 def _object(value: object, where: str, keys: tuple[str, ...]) -> dict[str, Any]:
@@ -212,8 +232,10 @@ def _list(value: object, where: str, item: Callable[[object, str], Any]) -> froz
 def _followers(value: object, where: str, platform: str) -> dict[str, Any]:
     bounds = _object(value, where, ("min", "max"))
     for key, bound in bounds.items():
-        if not _is_int(bound) or not 0 <= bound <= MAX_FOLLOWERS:
-            raise InvalidParameter(f"{where}.{key}: must be an integer from 0 to {MAX_FOLLOWERS}")
+        number = as_int(bound)
+        if number is None or not 0 <= number <= MAX_FOLLOWERS:
+            raise InvalidParameter(f"{where}.{key}: must be an integer from 0 to {MAX_FOLLOWERS}{_integral(bound)}")
+        bounds[key] = number
     lo, hi = bounds.get("min"), bounds.get("max")
     if lo is not None and hi is not None and lo > hi:
         raise InvalidParameter(f"{where}: min must be <= max")
@@ -223,9 +245,10 @@ def _followers(value: object, where: str, platform: str) -> dict[str, Any]:
 
 
 def _location_id(value: object, where: str) -> int:
-    if not _is_int(value) or not 0 <= value <= MAX_ID:  # type: ignore[operator]
-        raise InvalidParameter(f"{where}: must be a location id (an integer from 0 to {MAX_ID})")
-    return value  # type: ignore[return-value]
+    number = as_int(value)
+    if number is None or not 0 <= number <= MAX_ID:
+        raise InvalidParameter(f"{where}: must be a location id (an integer from 0 to {MAX_ID}){_integral(value)}")
+    return number
 
 
 def _locations(value: object, where: str, platform: str) -> dict[str, Any]:
@@ -237,9 +260,10 @@ def _gender(value: object, where: str, platform: str) -> dict[str, Any]:
 
 
 def _last_posted(value: object, where: str, platform: str) -> dict[str, Any]:
-    if not _is_int(value) or not 1 <= value <= MAX_DAYS:  # type: ignore[operator]
-        raise InvalidParameter(f"{where}: must be an integer from 1 to {MAX_DAYS} (days)")
-    return {"last_posted_in_days": value}
+    days = as_int(value)
+    if days is None or not 1 <= days <= MAX_DAYS:
+        raise InvalidParameter(f"{where}: must be an integer from 1 to {MAX_DAYS} (days){_integral(value)}")
+    return {"last_posted_in_days": days}
 
 
 def _account_type(value: object, where: str, platform: str) -> dict[str, Any]:
@@ -260,11 +284,18 @@ def _language(value: object, where: str, platform: str) -> dict[str, Any]:
 
 def _age(value: object, where: str, platform: str) -> dict[str, Any]:
     bounds = _object(value, where, ("min", "max"))
-    lo = _choice(bounds["min"], f"{where}.min", AGE_MINS) if "min" in bounds else None
-    hi = _choice(bounds["max"], f"{where}.max", AGE_MAXES) if "max" in bounds else None
+    lo = _choice(_age_number(bounds["min"]), f"{where}.min", AGE_MINS) if "min" in bounds else None
+    hi = _choice(_age_number(bounds["max"]), f"{where}.max", AGE_MAXES) if "max" in bounds else None
     if lo is not None and hi is not None and lo >= hi:
         raise InvalidParameter(f"{where}: min must be less than max")
     return {"age_min": lo, "age_max": hi}
+
+
+def _age_number(value: object) -> object:
+    """Modash types the age bounds as strings ("18"): a string of digits counts as its number."""
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value.strip())
+    return value
 
 
 def _engagement(value: object, where: str, platform: str) -> dict[str, Any]:

@@ -8,12 +8,14 @@ nor costs credits; anything that fails before the charge costs nothing.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from ...imaging import decode_image
 from ...store.token_store import TokenRecord
+from ..metrics import observe_search
 from .access import AccessService, cost_milli, min_cost_milli
 from .brands import Brands
 from .dictionaries import Locations
@@ -100,9 +102,11 @@ class CreatorGateway:
         query = parse_filters(own.name, self._brands.by_name(own.name, filters))
         if query.locations and filters is not None:
             self._locations.validate_ids(filters["locations"], "filters.locations")
+        started = time.perf_counter()
         picture = decode_image(image(), field=image_field, max_pixels=self._max_image_pixels)
         self._access().admit(token, own.endpoint)
         self._access().require(token, min_cost_milli(own.name))
         found = self._search().search(own.name, picture, query, page=number, page_size=size)
+        observe_search(own.name, "creators", started)  # library label: the platform's posts
         receipt = self._access().charge(token, cost_milli(own.name, len(found.profiles)))
         return BilledPage(page=found, charged_milli=receipt.charged_milli, left_milli=receipt.left_milli)

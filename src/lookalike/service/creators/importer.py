@@ -28,6 +28,7 @@ from ...store.creator_types import (
     PLATFORMS,
 )
 from ..importer import BATCH_SIZE, read_local_file
+from ..metrics import IMPORTED_CREATORS
 from .lines import BadJson, ParsedCreator, ParsedPost, count_lines, parse_creator, read_jsonl
 
 __all__ = ["CreatorImportOutcome", "CreatorImporter", "count_lines", "parse_creator"]
@@ -137,6 +138,8 @@ class CreatorImporter:
         outcome = CreatorImportOutcome()
         with ThreadPoolExecutor(self._workers) as pool:
             _Pipeline(self, items, base_dir, default_platform, pool, outcome).run(progress)
+        for kind, done in (("imported", outcome.imported), ("unchanged", outcome.unchanged), ("failed", outcome.failed)):
+            IMPORTED_CREATORS.labels(outcome=kind).inc(len(done))
         return outcome
 
     def _parse(self, where: str, obj: object, base_dir: Path | None, default_platform: str | None) -> ParsedCreator:

@@ -13,20 +13,26 @@ Field names follow Modash's creator profile (https://docs.modash.io). A line (* 
 
 - ``platform`` (``instagram`` | ``tiktok``; else the caller's default), ``userId``*,
   ``username``*, ``fullName``, ``profilePicture``, ``followersCount``* (int >= 0),
-  ``engagementRate`` (fraction 0..1, default 0), ``accountCategory``, ``accountType``
+  ``engagementRate`` (fraction 0..1; absent: computed from the posts, ``engagement_rate``),
+  ``accountCategory``, ``accountType``
   (``creator`` | ``brand`` | null), ``gender`` (``MALE`` | ``FEMALE`` | ``UNKNOWN`` | null),
   ``ageGroup`` (one of ``AGE_GROUPS`` | null), ``locations`` (int ids), ``language``
   (ISO 639-1 | null), ``hasEmail`` (bool, default false), ``brands`` (strings),
   ``posts``* (a list of at most 1000, may be empty: the creator's complete post list).
 - a post: ``id``* (unique within the line; an int is read as its decimal string), ``url``,
   ``thumbnail``, ``created_at``* (ISO 8601, UTC when no offset, or Unix seconds), ``type``
-  (``image`` | ``video``, default image), ``stats`` (``likesCount``, ``commentsCount`` with
-  -1 = hidden; TikTok also ``sharesCount``, ``playsCount``, ``collectsCount``; ints >= 0;
-  keys missing stay missing, keys of the other platform are dropped), and exactly one of
+  (``image`` | ``video``, default image), ``stats`` (``likesCount``, ``commentsCount``; TikTok
+  also ``sharesCount``, ``playsCount``, ``collectsCount``; integers >= 0, or ``HIDDEN`` (-1)
+  where the creator hides the count, as Modash's documents have it; keys missing stay missing,
+  keys of the other platform are dropped), and exactly one of
   ``image_base64``, ``image_path`` (relative to the JSONL file's folder) or ``image_url`` (a
   local path or ``file://`` URI: the server never fetches remote URLs).
 
 Other keys are ignored, since exports carry many more fields.
+
+``profilePicture``, ``accountCategory`` and a post's ``url`` and ``thumbnail`` are optional here
+although Modash's responses require them: the API answers ``""`` (never ``null``) for one that
+was not imported (``api/modash.py``).
 """
 
 from __future__ import annotations
@@ -35,7 +41,7 @@ import hashlib
 import json
 import math
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, overload
@@ -58,6 +64,10 @@ MAX_ID_CHARS = 256
 MAX_TEXT_CHARS = 2048
 MAX_LIST_ITEMS = 1000
 IMAGE_FIELDS = ("image_base64", "image_path", "image_url")
+#: A count the creator hides (Modash: likes and comments are -1 when hidden).
+HIDDEN = -1
+#: The interaction counts an engagement rate sums (Modash: likes + comments over followers).
+ENGAGEMENT_STATS = ("likesCount", "commentsCount")
 
 @dataclass(frozen=True)
 class ParsedPost:
@@ -191,7 +201,28 @@ def parse_creator(
         if first != i:
             raise InvalidParameter(f"{where}: posts[{i}].id: '{post.record.post_id}' repeats posts[{first}].id")
         posts.append(post)
+    if obj.get("engagementRate") is None:
+        rate = engagement_rate(record.followers_count, [p.record.stats for p in posts])
+        record = replace(record, engagement_rate=rate)
     return ParsedCreator(record=record, posts=posts, content_hash=_content_hash(obj, platform, posts))
+
+
+def engagement_rate(followers: int, stats: list[dict[str, int]]) -> float:
+    """The engagement rate of a creator imported without one: the mean over its posts of
+    (likes + comments) / followers, a fraction clipped to 0..1 (Modash's definition).
+
+    A hidden count (``HIDDEN``, -1) is unknown, not zero: it is left out of its post's sum, and a
+    post whose every count is hidden or missing is left out of the mean, so hiding likes never
+    lowers (nor, at -1, inverts) the rate. 0.0 without followers or without a post to count.
+    """
+    per_post = []
+    for post in stats:
+        shown = [post[k] for k in ENGAGEMENT_STATS if post.get(k, HIDDEN) != HIDDEN]
+        if shown:
+            per_post.append(sum(shown))
+    if followers <= 0 or not per_post:
+        return 0.0
+    return min(1.0, sum(per_post) / len(per_post) / followers)
 
 
 def _creator(line: _Line, platform: str) -> CreatorRecord:
@@ -277,7 +308,7 @@ def _stats(raw: object, where: str, path: str, platform: str) -> dict[str, int]:
     line = _Line(raw, where, f"{path}.")
     stats: dict[str, int] = {}
     for key in RULES[platform].stats:
-        value = line.integer(key, minimum=-1 if key == "commentsCount" else 0)
+        value = line.integer(key, minimum=HIDDEN)
         if value is not None:
             stats[key] = value
     return stats
