@@ -148,6 +148,30 @@ class RowFile:
         # Readers holding the old map keep a valid (shorter) mapping of the same pages.
         self._data = self._map(new_cap)
 
+    def gather(self, slots: np.ndarray) -> np.ndarray:
+        """A copy of the rows ``slots`` ((m,) int64, valid), ``(m, width)``.
+
+        From a file this process owns, rows are read with ``os.pread`` instead of through the
+        map: re-ranking touches a few hundred random rows per query, and pages touched through a
+        map count as the process's resident memory (measured at 1M x 1280-d: 3.4 GB of touched
+        file pages after 1,000 queries), while page cache read by ``pread`` does not. A private
+        (copy-on-write) or in-RAM file is indexed directly.
+        """
+        if self.path is None or self.private:
+            return np.asarray(self._data[slots])
+        out = np.empty((slots.shape[0], self.width), dtype=self.dtype)
+        view = memoryview(out).cast("B")
+        fd = os.open(self.path, os.O_RDONLY)
+        try:
+            for i, slot in enumerate(slots.tolist()):
+                start = i * self._row_bytes
+                got = os.preadv(fd, [view[start : start + self._row_bytes]], slot * self._row_bytes)
+                if got != self._row_bytes:
+                    raise OSError(f"{self.path}: short read of row {slot}")
+        finally:
+            os.close(fd)
+        return out
+
     def flush(self) -> None:
         """Write dirty pages to the file and fsync it (no-op in RAM or private)."""
         if self.path is None or self.private:

@@ -801,7 +801,8 @@ class VectorIndex:
 
     def _finish(self, slots: np.ndarray, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         slots = np.unique(slots)
-        sims = _rescore(self._vecs.view(), slots, q)
+        rows = self._vecs.gather(slots)
+        sims = _rescore(rows, np.arange(slots.shape[0]), q)
         keys = np.asarray(self._keys.view()[slots, 0], dtype=np.int64)
         top = _order(keys, sims, k)
         return keys[top], sims[top]
