@@ -160,7 +160,7 @@ class RowFile:
         if self.path is None or self.private:
             return np.asarray(self._data[slots])
         out = np.empty((slots.shape[0], self.width), dtype=self.dtype)
-        view = memoryview(out).cast("B")
+        view = out.data.cast("B")
         fd = os.open(self.path, os.O_RDONLY)
         try:
             for i, slot in enumerate(slots.tolist()):
