@@ -12,7 +12,8 @@
    0.1%, 1%, 10% and 50% selectivity (tags drawn independently of the vectors).
 
 Ratios and recalls are measured against baselines from the same run.
-Run: ``python benchmarks/bench.py [--n 100000] [--images DIR]``.
+Run: ``python benchmarks/bench.py [--n 100000] [--images DIR] [--search-only]``; ``--store milvus``
+(or ``--store milvus://HOST:PORT``) prints the search table on the embedded store and on Milvus, side by side.
 """
 
 from __future__ import annotations
@@ -101,18 +102,33 @@ def _creators_jsonl(files: list[Path], path: Path, posts: int) -> Path:
     return path
 
 
-def bench_search(n: int, dim: int, queries: int, seed: int) -> tuple[list[dict], list[dict], float]:
+def bench_search(
+    n: int, dim: int, queries: int, seed: int, store_spec: str = "embedded"
+) -> tuple[list[dict], list[dict], float]:
+    """Search latency and recall through one store: ``embedded`` or a Milvus URI."""
     base, qs = make_clustered(n, dim, queries, seed)
     rng = np.random.default_rng(seed + 1)
     buckets = rng.permutation(n) % 1000  # independent of the vectors: the hard case
     with tempfile.TemporaryDirectory() as tmp:
-        store = EmbeddedStore(Path(tmp) / "db.sqlite", Path(tmp) / "index")
+        if store_spec == "embedded":
+            store = EmbeddedStore(Path(tmp) / "db.sqlite", Path(tmp) / "index")
+        else:
+            from lookalike.store.backends import open_store
+
+            store = open_store(store_spec, db_path=Path(tmp) / "db.sqlite", index_dir=Path(tmp) / "index",
+                               bytes_path=Path(tmp) / "bytes.sqlite")
+            try:
+                store.delete_library("bench")  # left by an interrupted run
+            except Exception:  # noqa: BLE001 - LibraryNotFound
+                pass
         store.create_library("bench", "general_search", "synthetic", {"visual": dim})
         for start in range(0, n, 2000):
             batch = [NewImage(image_id=str(i), image_uri=None, tags={"bucket": int(buckets[i]), "even": i % 2 == 0},
                               vectors={"visual": base[i]}) for i in range(start, min(n, start + 2000))]
             store.add_images("bench", batch)
         start = time.perf_counter()
+        if hasattr(store, "flush"):  # Milvus: seal the rows and wait for their HNSW index
+            store.flush("bench")
         store.search("bench", "visual", qs[0], 10)  # loads rows, builds the HNSW graph
         build_s = time.perf_counter() - start
 
@@ -139,6 +155,8 @@ def bench_search(n: int, dim: int, queries: int, seed: int) -> tuple[list[dict],
             latency.append({"filter": name, "selectivity": float(allowed.mean()),
                             "p50_ms": float(np.percentile(times, 50)), "p95_ms": float(np.percentile(times, 95))})
             recall.append({"filter": name, "selectivity": float(allowed.mean()), "recall@10": float(np.mean(recalls))})
+        if store_spec != "embedded":
+            store.delete_library("bench")
         store.close()
     return latency, recall, build_s
 
@@ -158,18 +176,26 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--embed-count", type=int, default=512, help="JPEGs for the embedding figures")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--data-dir", type=Path, default=None, help="for the ONNX model cache")
+    ap.add_argument("--store", default="embedded",
+                    help="search table also on this store, side by side with the embedded one: milvus://HOST:PORT,"
+                         " or 'milvus' to start a standalone Milvus server in a temp dir for the run")
+    ap.add_argument("--search-only", action="store_true", help="skip the embedding and import figures")
     args = ap.parse_args(argv)
+    if args.store != "embedded":
+        return _compare_stores(args)
 
     settings = Settings.from_env(args.data_dir)
-    emb = bench_embedding(settings, args.images, args.embed_count)
-    print(f"## Embedding ({emb['images']} real JPEGs, efficientnet-lite0, ONNX Runtime, {__import__('os').cpu_count()} cores)")
-    print(f"model only (pre-decoded tensors): {emb['model_images_per_s']:.1f} images/s")
-    print(f"end-to-end import (read, decode, embed, commit): {emb['import_images_per_s']:.1f} images/s")
-    print(f"ratio import / model only: {emb['ratio']:.2f}  (target >= 0.8)")
-    print(f"creator import ({emb['creators']} creators x {CREATOR_POSTS} posts, same JPEGs, one transaction a"
-          f" creator): {emb['creator_images_per_s']:.1f} images/s")
-    print(f"ratio creator import / library import: {emb['creator_ratio']:.2f}  (target >= 0.8)")
-    print()
+    if not args.search_only:
+        emb = bench_embedding(settings, args.images, args.embed_count)
+        cores = __import__("os").cpu_count()
+        print(f"## Embedding ({emb['images']} real JPEGs, efficientnet-lite0, ONNX Runtime, {cores} cores)")
+        print(f"model only (pre-decoded tensors): {emb['model_images_per_s']:.1f} images/s")
+        print(f"end-to-end import (read, decode, embed, commit): {emb['import_images_per_s']:.1f} images/s")
+        print(f"ratio import / model only: {emb['ratio']:.2f}  (target >= 0.8)")
+        print(f"creator import ({emb['creators']} creators x {CREATOR_POSTS} posts, same JPEGs, one transaction a"
+              f" creator): {emb['creator_images_per_s']:.1f} images/s")
+        print(f"ratio creator import / library import: {emb['creator_ratio']:.2f}  (target >= 0.8)")
+        print()
     latency, recall, build_s = bench_search(args.n, args.dim, args.queries, args.seed)
     print(f"## Search through the store: {args.n} vectors x {args.dim} dims, top_k 10, {args.queries} queries")
     print(f"first search (load rows + build HNSW): {build_s:.1f} s")
@@ -178,6 +204,37 @@ def main(argv: list[str] | None = None) -> int:
     for lat, rec in zip(latency, recall):
         print(f"| {lat['filter']} | {lat['selectivity']:.4f} | {lat['p50_ms']:.2f} | {lat['p95_ms']:.2f} "
               f"| {rec['recall@10']:.3f} |")
+    return 0
+
+
+def _compare_stores(args: argparse.Namespace) -> int:
+    """The search table on the embedded store and on Milvus, same vectors, side by side."""
+    spec, server_dir = args.store, None
+    if spec == "milvus":
+        from lookalike.service.backends import free_port, start_server
+
+        server_dir = Path(tempfile.mkdtemp(prefix="lookalike-bench-milvus-"))
+        spec = start_server(server_dir, free_port()).uri
+    try:
+        embedded = bench_search(args.n, args.dim, args.queries, args.seed)
+        milvus = bench_search(args.n, args.dim, args.queries, args.seed, f"{spec}?prefix=bench_&timeout=600")
+    finally:
+        if server_dir is not None:
+            import shutil
+
+            from lookalike.service.backends import stop_server
+
+            stop_server(server_dir)
+            shutil.rmtree(server_dir, ignore_errors=True)
+    print(f"## Search: embedded store vs Milvus 2.3.5 standalone (loopback), {args.n} vectors x {args.dim} dims,"
+          f" top_k 10, {args.queries} queries, one client thread")
+    print(f"ready to search after import: embedded {embedded[2]:.1f} s (HNSW build), Milvus {milvus[2]:.1f} s"
+          " (flush + index build)")
+    print("| filter | selectivity | embedded p50 / p95 ms | embedded recall@10 | Milvus p50 / p95 ms | Milvus recall@10 |")
+    print("|---|---|---|---|---|---|")
+    for e_lat, e_rec, m_lat, m_rec in zip(embedded[0], embedded[1], milvus[0], milvus[1]):
+        print(f"| {e_lat['filter']} | {e_lat['selectivity']:.4f} | {e_lat['p50_ms']:.2f} / {e_lat['p95_ms']:.2f} "
+              f"| {e_rec['recall@10']:.3f} | {m_lat['p50_ms']:.2f} / {m_lat['p95_ms']:.2f} | {m_rec['recall@10']:.3f} |")
     return 0
 
 

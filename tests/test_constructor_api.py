@@ -50,16 +50,24 @@ def _import(client: TestClient, library: str, names, tags_of) -> None:
     assert client.post(f"{API}/libraries/{library}/images", json={"images": images}).status_code == 201
 
 
-@pytest.fixture(scope="module")
-def api(tmp_path_factory, models):
+@pytest.fixture(scope="module", params=["embedded", "milvus"])
+def api(request, tmp_path_factory, models):
     """(client, key) over a data dir with libraries ``shop`` (12 photos) and ``other`` (4),
-    and a key whose section ``Products`` searches shop and ``Other`` searches other."""
-    runtime = Runtime.open(Settings(data_dir=tmp_path_factory.mktemp("constructor") / "data"), models=models)
+    and a key whose section ``Products`` searches shop and ``Other`` searches other; once with
+    the embedded store, once with the libraries in a real Milvus server (conftest.milvus_server)."""
+    store = "embedded"
+    if request.param == "milvus":
+        store = f"{request.getfixturevalue('milvus_server').uri}?prefix=test_&timeout=10"
+    settings = Settings(data_dir=tmp_path_factory.mktemp("constructor") / "data", store=store)
+    runtime = Runtime.open(settings, models=models)
     with TestClient(create_app(runtime), raise_server_exceptions=False) as client:
         _import(client, "shop", SHOP, lambda n: SHOP[n])
         _import(client, "other", OTHER, lambda n: {"color": "grey"})
         key = runtime.keys.create({"Products": "shop", "Other": "other"})
         yield client, key
+        if store != "embedded":
+            for library in ("shop", "other"):
+                client.delete(f"{API}/libraries/{library}")
 
 
 def search(client: TestClient, key: str | None, image: Image.Image | bytes, params=(), **kw):

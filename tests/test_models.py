@@ -17,8 +17,15 @@ from PIL import Image
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+from lookalike.config import DEFAULT_MODEL  # noqa: E402
 from lookalike.errors import ModelUnavailable  # noqa: E402
-from lookalike.models import DEFAULT_MODEL_ID, available_model_ids, load_model  # noqa: E402
+from lookalike.models import (  # noqa: E402
+    DEFAULT_MODEL_ID,
+    ScoreCalibration,
+    available_model_ids,
+    image_only_model_id,
+    load_model,
+)
 from lookalike.models.onnx_cache import ensure_onnx, sanitise_model_id  # noqa: E402
 from tiny_clip import make_tiny_clip  # noqa: E402
 
@@ -35,6 +42,12 @@ def photos() -> dict[str, Image.Image]:
 @pytest.fixture(scope="session")
 def lite0(model_cache: Path):
     return load_model(DEFAULT_MODEL_ID, model_cache)
+
+
+@pytest.fixture(scope="session")
+def legacy(model_cache: Path):
+    """``efficientnet-lite0`` as it was before the multilingual text space: 384-d MiniLM ConSE."""
+    return load_model("efficientnet-lite0", model_cache)
 
 
 def _augment(im: Image.Image) -> Image.Image:
@@ -55,7 +68,7 @@ def _augment(im: Image.Image) -> Image.Image:
 
 def test_lite0_info_and_shapes(lite0, photos) -> None:
     info = lite0.info
-    assert (info.model_id, info.image_dim, info.text_dim) == ("efficientnet-lite0", 1280, 768)
+    assert (info.model_id, info.image_dim, info.text_dim) == ("efficientnet-lite0-multilingual", 1280, 768)
     assert info.shared_space is False and info.input_size == 224
     for cal in (info.image_calibration, info.text_calibration):
         assert len(cal.cosines) == len(cal.scores)
@@ -132,22 +145,94 @@ def test_conse_text_search_ranks_the_right_photo_first(lite0, photos) -> None:
     assert names[int(ranking[1].argmax())] == "coffee"
 
 
-def test_class_prompt_embeddings_are_cached(lite0) -> None:
+def test_class_prompt_embeddings_are_cached(lite0, legacy) -> None:
     from lookalike.models.efficientnet import EfficientNetConSE
 
-    files = sorted(lite0.cache_dir.glob("class_prompts-*.npy"), key=lambda p: p.stat().st_mtime)
-    assert files and np.load(files[-1]).shape == (1000, 768)
-    before = {p: p.stat().st_mtime for p in files}
+    # Both ids of Lite0 keep their class-prompt caches side by side in one folder, each named
+    # after its text space, so neither reads (or overwrites) the other's.
+    assert lite0.cache_dir == legacy.cache_dir
+    assert lite0.prompt_cache_path != legacy.prompt_cache_path
+    for model, dim in ((lite0, 768), (legacy, 384)):
+        path = model.prompt_cache_path
+        assert path.parent == model.cache_dir and path.name.startswith(f"class_prompts-{model.text_encoder.name}-")
+        assert np.load(path).shape == (1000, dim)
+    files = sorted(lite0.cache_dir.glob("class_prompts-*.npy"))
+    assert {lite0.prompt_cache_path, legacy.prompt_cache_path} <= set(files)
+    before = {p: p.stat().st_mtime_ns for p in files}
     # A second instance over the same cache reads the file instead of encoding again.
     again = EfficientNetConSE(DEFAULT_MODEL_ID, lite0.cache_dir.parent, text_encoder=lite0.text_encoder)
-    assert {p: p.stat().st_mtime for p in lite0.cache_dir.glob("class_prompts-*.npy")} == before
+    assert again.prompt_cache_path == lite0.prompt_cache_path
+    assert {p: p.stat().st_mtime_ns for p in lite0.cache_dir.glob("class_prompts-*.npy")} == before
     np.testing.assert_array_equal(again.conse(np.eye(1000, dtype=np.float32)[:3] * 20),
                                   lite0.conse(np.eye(1000, dtype=np.float32)[:3] * 20))
 
 
-def test_load_model_returns_one_instance_per_id(lite0, model_cache: Path) -> None:
+def test_prompt_cache_from_before_the_space_names_is_reused(legacy, tmp_path: Path) -> None:
+    """A cache dir upgraded in place holds ``class_prompts-<hash>.npy`` (no space in the name): it
+    is read, not encoded again, so an old id keeps the exact class embeddings it had."""
+    import shutil
+
+    from lookalike.models.efficientnet import EfficientNetConSE
+
+    folder = tmp_path / "efficientnet-lite0"
+    folder.mkdir()
+    (folder / "image-v1").symlink_to(legacy.cache_dir / "image-v1", target_is_directory=True)
+    key = legacy.prompt_cache_path.name.rsplit("-", 1)[1]
+    shutil.copy(legacy.prompt_cache_path, folder / f"class_prompts-{key}")
+    again = EfficientNetConSE("efficientnet-lite0", tmp_path, text_encoder=legacy.text_encoder)
+    assert again.prompt_cache_path.parent == folder and not again.prompt_cache_path.exists()
+    onehot = np.eye(1000, dtype=np.float32)[[0, 281, 967]] * 20
+    np.testing.assert_array_equal(again.conse(onehot), legacy.conse(onehot))
+
+
+def test_load_model_returns_one_instance_per_id(lite0, legacy, model_cache: Path) -> None:
     assert load_model(DEFAULT_MODEL_ID, model_cache) is lite0
-    assert DEFAULT_MODEL_ID in available_model_ids()
+    assert load_model("efficientnet-lite0", model_cache) is legacy
+    # New libraries get the multilingual id; the old id stays loadable for the libraries that hold it.
+    assert DEFAULT_MODEL_ID == DEFAULT_MODEL == "efficientnet-lite0-multilingual"
+    assert available_model_ids()[0] == DEFAULT_MODEL_ID and "efficientnet-lite0" in available_model_ids()
+    assert legacy.text_encoder.minilm is lite0.text_encoder.minilm  # one MiniLM per cache, shared
+    assert image_only_model_id(DEFAULT_MODEL_ID) == "efficientnet-lite0"
+    assert image_only_model_id("efficientnet-lite0") == "efficientnet-lite0"
+    assert image_only_model_id("clip:/x") == "clip:/x"
+
+
+def test_pre_multilingual_id_keeps_its_embeddings_and_scores(lite0, legacy, photos) -> None:
+    """``efficientnet-lite0`` gives what it gave before the multilingual ids existed: the same
+    visual vectors, 384-d MiniLM ConSE, MiniLM query vectors and the score knots it shipped with."""
+    from lookalike.models.efficientnet import PROMPT_TEMPLATE, imagenet_classes, imagenet_definitions
+
+    info = legacy.info
+    assert (info.model_id, info.image_dim, info.text_dim, info.input_size) == ("efficientnet-lite0", 1280, 384, 224)
+    assert info.image_calibration == lite0.info.image_calibration
+    assert info.text_calibration == ScoreCalibration((0.0, 0.16, 0.35, 0.48, 0.64, 1.0), (0.0, 0.3, 0.5, 0.7, 0.9, 1.0))
+    assert lite0.info.text_calibration != info.text_calibration
+    # One route for every language: no separate knots for non-English queries.
+    assert legacy.text_calibration_for("大象") == info.text_calibration
+    assert lite0.text_calibration_for("大象") != lite0.info.text_calibration
+
+    ims = list(photos.values())
+    old, new = legacy.embed_images(ims), lite0.embed_images(ims)
+    np.testing.assert_array_equal(old.visual, new.visual)
+    assert old.semantic is not None and old.semantic.shape == (4, 384)
+
+    # ConSE as it was: MiniLM embeddings of the class prompts, top-10 convex mix, one L2 norm.
+    minilm = legacy.text_encoder.minilm
+    prompts = [PROMPT_TEMPLATE.format(name=n, definition=d) for n, d in zip(imagenet_classes(), imagenet_definitions())]
+    emb = minilm.encode(prompts)
+    logits = np.random.default_rng(0).normal(scale=4.0, size=(6, 1000)).astype(np.float32)
+    p = np.exp(logits - logits.max(axis=1, keepdims=True))
+    p /= p.sum(axis=1, keepdims=True)
+    top = np.argsort(-p, axis=1)[:, :10]
+    w = np.take_along_axis(p, top, axis=1)
+    mixed = np.einsum("nt,ntd->nd", w / w.sum(axis=1, keepdims=True), emb[top])
+    expected = mixed / np.linalg.norm(mixed, axis=1, keepdims=True)
+    np.testing.assert_allclose(legacy.conse(logits), expected, atol=1e-6)
+
+    texts = ["a cat", "un chat", "a cup of coffee"]
+    np.testing.assert_array_equal(legacy.embed_texts(texts), minilm.encode(texts))
+    ranking = legacy.embed_texts(["a cat", "a cup of coffee"]) @ old.semantic.T
+    assert [PHOTOS[int(i)] for i in ranking.argmax(axis=1)] == ["chelsea", "coffee"]
 
 
 def test_unknown_and_uninstalled_models_raise(tmp_path: Path) -> None:

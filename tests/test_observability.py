@@ -11,6 +11,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import b64, encode, photo
+from lookalike.config import DEFAULT_MODEL
 
 OPS = "/api/v1/operators/image-search"
 
@@ -113,7 +114,7 @@ def test_metrics_in_the_prometheus_format(library):
     grew("lookalike_search_duration_seconds_count", 2, library="obs", query="image")
     assert _value(after, "lookalike_search_duration_seconds_sum", library="obs", query="image") > 0
     grew("lookalike_imported_images_total", 1, library="obs", outcome="added")
-    model = "efficientnet-lite0"
+    model = DEFAULT_MODEL  # the library was created without a model
     assert _value(after, "lookalike_model_inference_seconds_count", model=model, task="image") >= 3
     assert _value(after, "lookalike_library_images", library="obs") == 4
     # histogram buckets are cumulative and end at +Inf = count

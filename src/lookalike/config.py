@@ -10,7 +10,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-DEFAULT_MODEL = "efficientnet-lite0"
+DEFAULT_MODEL = "efficientnet-lite0-multilingual"  # = models.DEFAULT_MODEL_ID (tests check)
 
 
 def default_data_dir() -> Path:
@@ -38,6 +38,9 @@ class Settings:
             by clients who should not read the server's disk.
         models_dir: ONNX export cache; default ``<data_dir>/models`` (``$LOOKALIKE_MODEL_CACHE``
             shares one cache between data dirs).
+        store: where image libraries live (``$LOOKALIKE_STORE``): ``embedded`` (SQLite + in-memory
+            index under the data dir) or a Milvus server, ``milvus://[USER:PASSWORD@]HOST:PORT[/DB]``
+            with options ``?secure=true&timeout=SECONDS&prefix=NAME_`` (see ``store/milvus_uri.py``).
     """
 
     data_dir: Path = field(default_factory=default_data_dir)
@@ -48,6 +51,7 @@ class Settings:
     default_model: str = DEFAULT_MODEL
     models_dir: Path | None = None
     import_roots: tuple[Path, ...] | None = None
+    store: str = "embedded"
 
     # Every file name inside the data dir is here, and only here.
 
@@ -76,6 +80,11 @@ class Settings:
         return self.data_dir / "index"
 
     @property
+    def milvus_bytes_path(self) -> Path:
+        """Original image bytes of libraries kept in Milvus (Milvus holds vectors and tags)."""
+        return self.data_dir / "milvus-bytes.db"
+
+    @property
     def model_cache_dir(self) -> Path:
         return self.models_dir or self.data_dir / "models"
 
@@ -97,4 +106,6 @@ class Settings:
             kwargs["import_roots"] = tuple(Path(p).expanduser().resolve() for p in v.split(os.pathsep) if p)
         if v := os.environ.get("LOOKALIKE_MODEL"):
             kwargs["default_model"] = v
+        if v := os.environ.get("LOOKALIKE_STORE"):
+            kwargs["store"] = v.strip()
         return cls(**kwargs)

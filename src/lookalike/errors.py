@@ -195,3 +195,11 @@ class UnsupportedMediaType(InvalidParameter):
 
     http_status = 415
     status = "UNSUPPORTED_MEDIA_TYPE"
+
+
+class StoreUnavailable(LookalikeError):
+    """The storage backend (a Milvus server) cannot be reached or did not answer in time
+    (HTTP 503). Retrying later may succeed; nothing of the failed write was acknowledged."""
+
+    http_status = 503
+    status = "STORE_UNAVAILABLE"

@@ -12,7 +12,7 @@ from .service.creators.admin import CreatorAdmin
 from .service.creators.brands import Brands
 from .service.creators.dictionaries import Languages, Locations
 from .service.creators.gateway import CreatorGateway
-from .service.creators.importer import CreatorImporter
+from .service.creators.importer import CreatorImporter, creator_model_id
 from .service.creators.platforms import PLATFORMS
 from .service.creators.search import CreatorSearchService
 from .service.detection import DetectorProvider, default_detector
@@ -22,7 +22,8 @@ from .service.libraries import LibraryService, ModelProvider
 from .service.metrics import timed_detector, timed_models
 from .service.search import SearchService
 from .service.thumbnails import ThumbnailService
-from .store import EmbeddedStore, Store
+from .store import Store
+from .store.backends import describe_store, open_store
 from .store.creator_store import CreatorStore
 from .store.index_keys import IndexKeyStore
 from .store.post_index import GraphPostIndex
@@ -68,7 +69,9 @@ class Runtime:
         # Inference time goes to GET /metrics (service/metrics.py).
         models, detector = timed_models(models), timed_detector(detector)
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-        store = EmbeddedStore(settings.db_path, settings.index_dir)
+        store = open_store(
+            settings.store, db_path=settings.db_path, index_dir=settings.index_dir, bytes_path=settings.milvus_bytes_path
+        )
         libraries = LibraryService(store, models, settings.default_model)
         return cls(
             settings=settings,
@@ -79,6 +82,11 @@ class Runtime:
             detector=detector,
             models=models,
         )
+
+    @property
+    def backend(self) -> str:
+        """Where this runtime's image libraries live: ``embedded`` or ``milvus://host:port``."""
+        return describe_store(self.settings.store)
 
     def warm(self) -> None:
         """Load every library's model and vector index now rather than on its first search.
@@ -166,7 +174,7 @@ class Runtime:
     def creator_search(self) -> CreatorSearchService:
         """Creator search over ``creators``, embedding queries with the model the posts were embedded with."""
         assert self.models is not None, "Runtime.open sets models"
-        model = self.models(self.creators.model_id() or self.settings.default_model)
+        model = self.models(creator_model_id(self.creators.model_id(), self.settings.default_model))
         return CreatorSearchService(
             self.creators,
             lambda image: model.embed_images([image]).visual[0],

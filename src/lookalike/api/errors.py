@@ -19,7 +19,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ..errors import LookalikeError, RateLimited
+from ..errors import LookalikeError, RateLimited, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +68,9 @@ def field_path(loc: tuple) -> str:
 def problem(exc: Exception) -> Problem:
     """The ``Problem`` of any exception a request raised."""
     if isinstance(exc, LookalikeError):
+        if isinstance(exc, StoreUnavailable):  # not a bug: the message says what to do
+            log.warning("store unavailable: %s", exc.message)
+            return Problem(exc.http_status, exc.status, exc.message, exc.status.lower(), {"Retry-After": "5"})
         if exc.http_status >= 500:
             log.error("internal error", exc_info=exc)
             return Problem(exc.http_status, exc.status, INTERNAL_MESSAGE, "internal_error")

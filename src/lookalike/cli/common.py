@@ -23,8 +23,14 @@ DataDir = typer.Option(None, "--data-dir", envvar="LOOKALIKE_DATA_DIR", help="St
 
 
 def open_runtime(data_dir: Path | None) -> Runtime:
-    """The runtime over ``data_dir`` (else ``$LOOKALIKE_DATA_DIR`` / ``~/.lookalike``); the caller closes it."""
-    return Runtime.open(Settings.from_env(data_dir))
+    """The runtime over ``data_dir`` (else ``$LOOKALIKE_DATA_DIR`` / ``~/.lookalike``); the caller closes it.
+
+    A bad ``LOOKALIKE_STORE`` or a missing optional extra exits with its message (code 2).
+    """
+    try:
+        return Runtime.open(Settings.from_env(data_dir))
+    except (ValueError, RuntimeError) as exc:
+        fail(exc)
 
 
 def fail(exc: Exception) -> NoReturn:

@@ -62,7 +62,7 @@ def serve(
 def library_create(
     name: str,
     mode: str = typer.Option("general_search", help="general_search or item_search."),
-    model: str | None = typer.Option(None, help="Model id (default efficientnet-lite0)."),
+    model: str | None = typer.Option(None, help="Model id (default efficientnet-lite0-multilingual; README Models lists all)."),
     data_dir: Path | None = DataDir,
 ) -> None:
     """Create an empty library."""
@@ -78,13 +78,15 @@ def library_create(
 
 @library_app.command("list")
 def library_list(data_dir: Path | None = DataDir) -> None:
-    """List libraries with their image counts."""
+    """List libraries with their image counts and the backend they live on (LOOKALIKE_STORE)."""
     rt = open_runtime(data_dir)
     try:
-        table = Table("name", "mode", "model", "images")
+        table = Table("name", "mode", "model", "images", "backend")
         for r in rt.libraries.list():
-            table.add_row(r.name, r.mode, r.model_id, str(r.image_count))
+            table.add_row(r.name, r.mode, r.model_id, str(r.image_count), rt.backend)
         console.print(table)
+    except LookalikeError as exc:
+        fail(exc)
     finally:
         rt.close()
 

@@ -31,7 +31,7 @@ eval_app = typer.Typer(help="Measure relevance and speed: labelled photo sets, c
 @eval_app.command("images")
 def eval_images(
     dataset_dir: Path = typer.Argument(..., exists=True, file_okay=False, help="Folder with images/ and labels.csv."),
-    model: str | None = typer.Option(None, "--model", help="Model id (default efficientnet-lite0)."),
+    model: str | None = typer.Option(None, "--model", help="Model id (default efficientnet-lite0-multilingual)."),
     mode: str = typer.Option("general_search", "--mode", help="Library mode to evaluate."),
     no_text: bool = typer.Option(False, "--no-text", help="Skip text->image queries."),
     languages: str | None = typer.Option(

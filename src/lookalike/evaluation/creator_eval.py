@@ -56,7 +56,7 @@ from ..imaging import decode_image
 from ..runtime import Runtime
 from ..service.creators.dictionaries import Locations
 from ..service.creators.filters import parse_filters
-from ..service.creators.importer import count_lines
+from ..service.creators.importer import count_lines, creator_model_id
 from ..service.creators.search import CreatorSearchService
 from ..store.creator_types import PLATFORMS
 from .creator_demo import REFERENCE_DATE, read_niches, read_queries, sidecar_paths
@@ -286,7 +286,7 @@ def _import(rt: Runtime, jsonl: Path, progress: Progress | None) -> dict[str, An
 def _search_service(rt: Runtime, reference_ts: float) -> CreatorSearchService:
     """Creator search as ``Runtime.creator_search`` wires it, but with the clock at the reference date
     and the query embedding computed once per decoded photo (``_EmbedOnce``)."""
-    model = rt.models(rt.creators.model_id() or rt.settings.default_model)
+    model = rt.models(creator_model_id(rt.creators.model_id(), rt.settings.default_model))
     return CreatorSearchService(rt.creators, _EmbedOnce(model), rt.locations.expand, clock=lambda: reference_ts,
                                 calibration=model.info.image_calibration)
 

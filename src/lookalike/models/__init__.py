@@ -1,9 +1,13 @@
 """Model registry: ids -> ``Embedder`` instances, one per (id, cache dir) per process.
 
-Ids:
-    ``efficientnet-lite0`` (default), ``efficientnet-lite1``, ``efficientnet-lite2``:
-        EfficientNet-Lite + ConSE text search in English MiniLM | multilingual e5
-        (``lookalike.models.efficientnet``, ``lookalike.models.text_space``).
+Ids (an id's embeddings never change: libraries store them):
+    ``efficientnet-lite0-multilingual`` (default), ``efficientnet-lite1-multilingual``,
+    ``efficientnet-lite2-multilingual``: EfficientNet-Lite + ConSE text search in English
+        MiniLM | multilingual e5, 768-d (``lookalike.models.efficientnet``,
+        ``lookalike.models.text_space``).
+    ``efficientnet-lite0``, ``efficientnet-lite1``, ``efficientnet-lite2``: the same image
+        embeddings, ConSE in English MiniLM alone, 384-d: the ids as they were before the
+        multilingual text space, kept for the libraries built with them.
     ``clip:/abs/path/to/folder`` or ``clip:org/name``: a CLIP/SigLIP checkpoint from a
         local folder or the local Hugging Face cache (``lookalike.models.clip``).
 """
@@ -17,7 +21,7 @@ from typing import TYPE_CHECKING
 from lookalike.errors import ModelUnavailable
 from lookalike.models.base import Embedder, ImageEmbeddings, ModelInfo, ScoreCalibration
 from lookalike.models.clip import CLIP_PREFIX
-from lookalike.models.efficientnet import DEFAULT_MODEL_ID, VARIANTS, variant_installed
+from lookalike.models.efficientnet import DEFAULT_MODEL_ID, MODELS, image_only_model_id, variant_installed
 
 __all__ = [
     "DEFAULT_MODEL_ID",
@@ -26,6 +30,7 @@ __all__ = [
     "ModelInfo",
     "ScoreCalibration",
     "available_model_ids",
+    "image_only_model_id",
     "load_detector",
     "load_model",
 ]
@@ -35,7 +40,8 @@ _lock = threading.Lock()
 # request for the same model waits for the first load instead of duplicating it.
 _key_locks: dict[tuple[str, str], threading.Lock] = {}
 _instances: dict[tuple[str, str], Embedder] = {}
-_text_encoders: dict[str, object] = {}
+_text_spaces: dict[tuple[str, str], TextSpace] = {}
+_minilm: dict[str, MiniLMEncoder] = {}
 
 
 def load_model(model_id: str, cache_dir: Path) -> Embedder:
@@ -70,10 +76,11 @@ def load_model(model_id: str, cache_dir: Path) -> Embedder:
 
 
 def _build(model_id: str, cache_dir: Path) -> Embedder:
-    if model_id in VARIANTS:
+    if model_id in MODELS:
         from lookalike.models.efficientnet import EfficientNetConSE
 
-        return EfficientNetConSE(model_id, cache_dir, text_encoder=_text_encoder(cache_dir))
+        space = _text_space(MODELS[model_id].text_space, cache_dir)
+        return EfficientNetConSE(model_id, cache_dir, text_encoder=space)
     if model_id.startswith(CLIP_PREFIX):
         from lookalike.models.clip import ClipEmbedder
 
@@ -84,21 +91,25 @@ def _build(model_id: str, cache_dir: Path) -> Embedder:
     )
 
 
-def _text_encoder(cache_dir: Path):
-    """One ConSE text space (English MiniLM | multilingual e5) per cache dir, shared by the
-    EfficientNet variants."""
-    from lookalike.models.e5_encoder import E5Encoder
+def _text_space(kind: str, cache_dir: Path) -> TextSpace:
+    """One ConSE text space of each kind per cache dir, shared by the EfficientNet variants;
+    both kinds share one MiniLM encoder."""
     from lookalike.models.text_encoder import MiniLMEncoder
-    from lookalike.models.text_space import BilingualSpace
+    from lookalike.models.text_space import build_text_space
 
     key = str(cache_dir.resolve())
     with _lock:
-        enc = _text_encoders.get(key)
-    if enc is None:
-        enc = BilingualSpace(MiniLMEncoder(cache_dir), E5Encoder())
+        space = _text_spaces.get((kind, key))
+        minilm = _minilm.get(key)
+    if space is None:
+        if minilm is None:
+            minilm = MiniLMEncoder(cache_dir)
+            with _lock:
+                minilm = _minilm.setdefault(key, minilm)
+        space = build_text_space(kind, cache_dir, minilm)
         with _lock:
-            enc = _text_encoders.setdefault(key, enc)
-    return enc
+            space = _text_spaces.setdefault((kind, key), space)
+    return space
 
 
 def available_model_ids() -> list[str]:
@@ -106,11 +117,13 @@ def available_model_ids() -> list[str]:
 
     ``clip:`` ids are not listed: they name folders or Hugging Face cache entries.
     """
-    return [m for m in VARIANTS if variant_installed(m)]
+    return [m for m in MODELS if variant_installed(m)]
 
 
 if TYPE_CHECKING:  # pragma: no cover
     from lookalike.models.detector import U2NetpDetector
+    from lookalike.models.text_encoder import MiniLMEncoder
+    from lookalike.models.text_space import TextSpace
 
 _detectors: dict[str, U2NetpDetector] = {}
 

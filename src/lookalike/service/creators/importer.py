@@ -22,6 +22,7 @@ import numpy as np
 from ...config import Settings
 from ...errors import InvalidParameter, LookalikeError, ModelMismatch
 from ...imaging import decode_base64, decode_image
+from ...models import image_only_model_id
 from ...models.base import Embedder
 from ...store.creator_store import CreatorStore, PostUpsert
 from ...store.creator_types import (
@@ -31,7 +32,7 @@ from ..importer import BATCH_SIZE, read_local_file
 from ..metrics import IMPORTED_CREATORS
 from .lines import BadJson, ParsedCreator, ParsedPost, count_lines, parse_creator, read_jsonl
 
-__all__ = ["CreatorImportOutcome", "CreatorImporter", "count_lines", "parse_creator"]
+__all__ = ["CreatorImportOutcome", "CreatorImporter", "count_lines", "creator_model_id", "parse_creator"]
 
 #: Image reads + decodes submitted ahead of the model, across creators: enough that the
 #: worker threads never wait for the model or the store (at most 128 x (3, 224, 224) float32
@@ -39,6 +40,19 @@ __all__ = ["CreatorImportOutcome", "CreatorImporter", "count_lines", "parse_crea
 LOOKAHEAD_IMAGES = 4 * BATCH_SIZE
 #: Lines admitted ahead at most, so a run of empty or unchanged lines is not parsed far ahead.
 LOOKAHEAD_LINES = 4 * BATCH_SIZE
+
+
+def creator_model_id(stored: str | None, default_model: str) -> str:
+    """The model that embeds creator posts and creator-search queries.
+
+    ``stored``: the creator store's model (``CreatorStore.model_id()``), kept once posts exist,
+    so a store built before an upgrade keeps its model. A new store takes
+    ``image_only_model_id(default_model)``: posts hold only the ``visual`` embedding, the same
+    under ``efficientnet-lite0-multilingual`` and ``efficientnet-lite0``, so the creator path
+    never loads the multilingual text encoder it would not use, and stores made before and
+    after the multilingual ids record the same id.
+    """
+    return stored or image_only_model_id(default_model)
 
 
 @dataclass
@@ -114,8 +128,8 @@ class CreatorImporter:
         """Import (where, decoded JSON line) pairs, one creator each, in order.
 
         Each creator is written in its own transaction; a bad one is reported in ``failed``
-        and nothing of it is written. Images are embedded with ``store.model_id()`` (else
-        ``settings.default_model``), loaded only when some line needs an embedding.
+        and nothing of it is written. Images are embedded with ``creator_model_id`` (the store's
+        model, else the default's image-only twin), loaded only when some line needs an embedding.
 
         Lines are pipelined (see ``_Pipeline``): the images of the next creators are read
         and decoded on the worker threads while the model embeds the current one, at most
@@ -149,7 +163,7 @@ class CreatorImporter:
 
     def _load_model(self) -> Embedder:
         stored = self._store.model_id()
-        model = self._models(stored or self._settings.default_model)
+        model = self._models(creator_model_id(stored, self._settings.default_model))
         dim = self._store.embedding_dim()
         if (stored is not None and model.info.model_id != stored) or (dim is not None and model.info.image_dim != dim):
             raise ModelMismatch(
