@@ -76,7 +76,7 @@ def bench_embedding(settings: Settings, images: Path | None, count: int) -> dict
             # Distinct ids, so nothing is skipped.
             items = [ImportItem(image_id=str(i), path=str(p), image_uri=str(p)) for i, p in enumerate(files)]
             start = time.perf_counter()
-            outcome = rt.importer.import_items("bench", items, atomic=False)
+            outcome = rt.importer.import_items("bench", items, atomic=False, local_files=True)
             import_rate = len(outcome.added) / (time.perf_counter() - start)
 
             jsonl = _creators_jsonl(files, Path(tmp) / "creators.jsonl", CREATOR_POSTS)

@@ -107,14 +107,29 @@ def runtime(settings, models):
     rt.close()
 
 
+def admin_headers(runtime: Runtime) -> dict[str, str]:
+    """An ``Authorization`` header with a fresh admin token of ``runtime``: what every HTTP write needs."""
+    return {"Authorization": f"Bearer {runtime.admin.create('tests')[1]}"}
+
+
 @pytest.fixture
 def client(runtime):
+    """A client of the whole app that sends an admin token with every request (writes need one)."""
     from fastapi.testclient import TestClient
 
     from lookalike.api import create_app
 
-    with TestClient(create_app(runtime), raise_server_exceptions=False) as c:
+    with TestClient(create_app(runtime), raise_server_exceptions=False, headers=admin_headers(runtime)) as c:
         yield c
+
+
+@pytest.fixture
+def anonymous(client):
+    """The same app as ``client``, with no credential."""
+    from fastapi.testclient import TestClient
+
+    # not entered: the app's lifespan (which closes the runtime) belongs to ``client``
+    return TestClient(client.app, raise_server_exceptions=False)
 
 
 def shared_set(name: str) -> Path:

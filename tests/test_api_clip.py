@@ -6,7 +6,7 @@ import shutil
 
 from fastapi.testclient import TestClient
 
-from conftest import b64, encode, photo
+from conftest import admin_headers, b64, encode, photo
 from lookalike.api import create_app
 from lookalike.models import load_model
 from lookalike.runtime import Runtime
@@ -20,7 +20,8 @@ def test_clip_library_search_and_model_mismatch(tmp_path, settings, models):
     folder.mkdir()
     make_tiny_clip(folder, projection_dim=16)
     model_id = f"clip:{folder}"
-    with TestClient(create_app(Runtime.open(settings, models=models))) as client:
+    rt = Runtime.open(settings, models=models)
+    with TestClient(create_app(rt), headers=admin_headers(rt)) as client:
         r = client.post(f"{API}/libraries", json={"library_name": "c", "model": model_id})
         assert r.status_code == 201 and r.json()["data"]["dims"] == {"visual": 16}
         images = [{"image_id": n, "image_base64": b64(encode(photo(n)))} for n in ("chelsea", "coffee", "rocket")]
@@ -36,7 +37,7 @@ def test_clip_library_search_and_model_mismatch(tmp_path, settings, models):
     make_tiny_clip(folder, projection_dim=24)
     fresh_cache = tmp_path / "models2"
     runtime = Runtime.open(settings, models=lambda mid: load_model(mid, fresh_cache))
-    with TestClient(create_app(runtime)) as client:
+    with TestClient(create_app(runtime), headers=admin_headers(runtime)) as client:
         r = client.post(f"{API}/search/by-image", json={"library_name": "c", "image_base64": images[0]["image_base64"]})
         assert r.status_code == 400
         body = r.json()

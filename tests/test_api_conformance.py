@@ -16,7 +16,7 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from conftest import b64, encode, photo
+from conftest import admin_headers, b64, encode, photo
 from lookalike.api import create_app
 from lookalike.config import Settings
 from lookalike.runtime import Runtime
@@ -74,7 +74,8 @@ def world(tmp_path_factory, models) -> Iterator[World]:
     ]
     with TestClient(create_app(rt), raise_server_exceptions=False) as client:
         for platform, lines in (("instagram", instagram), ("tiktok", tiktok)):
-            r = client.post("/api/v1/creators/import", json={"platform": platform, "creators": lines})
+            r = client.post("/api/v1/creators/import", json={"platform": platform, "creators": lines},
+                            headers=admin_headers(rt))
             assert r.status_code == 200 and r.json()["data"]["failed"] == [], r.text
         yield World(rt, client, b64(encode(photo("chelsea").rotate(3), quality=90)))
     rt.close()
@@ -171,7 +172,8 @@ def test_required_response_fields_are_never_null(world):
 def test_stats_below_hidden_are_refused_at_import(world):
     line = {"userId": "neg", "username": "neg", "followersCount": 10,
             "posts": [_post("neg-1", "coffee", 1, time.time(), stats={"likesCount": -2})]}
-    r = world.client.post("/api/v1/creators/import", json={"platform": "instagram", "creators": [line]})
+    r = world.client.post("/api/v1/creators/import", json={"platform": "instagram", "creators": [line]},
+                          headers=admin_headers(world.runtime))
     assert r.status_code == 400
     assert r.json()["message"] == "creators[0].posts[0].stats.likesCount: must be an integer >= -1"
 
@@ -189,7 +191,7 @@ def items_client(tmp_path_factory, models) -> Iterator[TestClient]:
     except ModelUnavailable as exc:
         pytest.skip(f"needs the U²-Netp item detector weights ({exc})")
     rt = Runtime.open(Settings(data_dir=tmp_path_factory.mktemp("items")), models=models)
-    with TestClient(create_app(rt), raise_server_exceptions=False) as client:
+    with TestClient(create_app(rt), raise_server_exceptions=False, headers=admin_headers(rt)) as client:
         assert client.post(f"{OPS}/libraries", json={"library_name": "items", "mode": "item_search"}).status_code == 201
         blank = Image.new("RGB", (320, 240), (128, 128, 128))  # a blank wall: no item in it
         images = [{"image_id": n, "image_base64": b64(_small(n))} for n in ("chelsea", "coffee", "rocket")]
@@ -219,7 +221,7 @@ def test_item_search_query_without_an_item_answers_no_results(items_client):
 @pytest.fixture(scope="module")
 def shop(tmp_path_factory, models) -> Iterator[tuple[TestClient, str]]:
     rt = Runtime.open(Settings(data_dir=tmp_path_factory.mktemp("shop")), models=models)
-    with TestClient(create_app(rt), raise_server_exceptions=False) as client:
+    with TestClient(create_app(rt), raise_server_exceptions=False, headers=admin_headers(rt)) as client:
         client.post(f"{OPS}/libraries", json={"library_name": "shop"})
         images = [{"image_id": n, "image_base64": b64(_small(n)), "tags": {"name": n, "price": i, "color": "red"}}
                   for i, n in enumerate(("chelsea", "coffee", "rocket"))]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from conftest import PHOTOS, b64, encode, photo
+from conftest import PHOTOS, admin_headers, b64, encode, photo
 
 API = "/api/v1/operators/image-search"
 # Every test here runs on the embedded store and on a real Milvus server (conftest.milvus_server).
@@ -103,13 +103,22 @@ def test_import_errors(client):
     assert r.status_code == 400 and "images[0].image_id" in r.json()["message"]
 
 
-def test_import_from_local_uri(client, tmp_path):
-    _create(client)
+def test_import_from_local_uri_inside_the_import_roots(settings, models, tmp_path):
+    from dataclasses import replace
+
+    from fastapi.testclient import TestClient
+
+    from lookalike.api import create_app
+    from lookalike.runtime import Runtime
+
     path = tmp_path / "rocket.jpg"
     path.write_bytes(encode(photo("rocket")))
-    r = _import(client, "lib", [{"image_id": "r", "image_uri": str(path)}, {"image_id": "f", "image_uri": path.as_uri()}])
-    assert r.status_code == 201, r.text
-    assert client.get(f"{API}/libraries/lib/images/f").json()["data"]["image_uri"] == path.as_uri()
+    runtime = Runtime.open(replace(settings, import_roots=(tmp_path.resolve(),)), models=models)
+    with TestClient(create_app(runtime), headers=admin_headers(runtime)) as client:
+        _create(client)
+        r = _import(client, "lib", [{"image_id": "r", "image_uri": str(path)}, {"image_id": "f", "image_uri": path.as_uri()}])
+        assert r.status_code == 201, r.text
+        assert client.get(f"{API}/libraries/lib/images/f").json()["data"]["image_uri"] == path.as_uri()
 
 
 def test_update_tags_and_delete_image(client):
@@ -154,7 +163,7 @@ def test_oversized_request_body_is_a_413(settings, models):
     from lookalike.runtime import Runtime
 
     runtime = Runtime.open(replace(settings, max_request_bytes=10_000), models=models)
-    with TestClient(create_app(runtime)) as small:
+    with TestClient(create_app(runtime), headers=admin_headers(runtime)) as small:
         r = small.post(f"{API}/search/by-image", json={"library_name": "x", "image_base64": "A" * 20_000})
         assert r.status_code == 413
         assert r.json() == {"status": "REQUEST_TOO_LARGE",
@@ -183,9 +192,9 @@ def test_import_roots_confine_server_side_file_reads(settings, models, tmp_path)
     for folder in (allowed, other):
         (folder / "coffee.jpg").write_bytes(encode(photo("coffee")))
     runtime = Runtime.open(replace(settings, import_roots=(allowed.resolve(),)), models=models)
-    with TestClient(create_app(runtime)) as c:
+    with TestClient(create_app(runtime), headers=admin_headers(runtime)) as c:
         _create(c)
         assert _import(c, "lib", [{"image_id": "in", "image_uri": str(allowed / "coffee.jpg")}]).status_code == 201
         for uri in (str(other / "coffee.jpg"), str(allowed / ".." / "other" / "coffee.jpg")):
             r = _import(c, "lib", [{"image_id": "out", "image_uri": uri}])
-            assert r.status_code == 400 and "outside the folders" in r.json()["message"]
+            assert r.status_code == 400 and "inside this server's import folders" in r.json()["message"]

@@ -15,7 +15,7 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from conftest import b64, encode, photo
+from conftest import admin_headers, b64, encode, photo
 from lookalike.api import create_app
 from lookalike.demo import demo_photos
 from lookalike.errors import InvalidParameter, ModelUnavailable
@@ -124,7 +124,7 @@ def test_service_top_k_goes_to_1000_for_paging(runtime):
 def no_detector_client(settings, models, tmp_path):
     """A server whose detector weights are missing (the real loader, pointed at no file)."""
     runtime = Runtime.open(settings, models=models, detector=lambda: U2NetpDetector(tmp_path / "missing.onnx"))
-    with TestClient(create_app(runtime), raise_server_exceptions=False) as c:
+    with TestClient(create_app(runtime), raise_server_exceptions=False, headers=admin_headers(runtime)) as c:
         yield c
 
 
@@ -175,7 +175,7 @@ class BoxDetector:
 def scripted(settings, models):
     detector = BoxDetector([(0.05, 0.1, 0.3, 0.3), (0.5, 0.6, 0.35, 0.3)])
     runtime = Runtime.open(settings, models=models, detector=lambda: detector)
-    with TestClient(create_app(runtime), raise_server_exceptions=False) as c:
+    with TestClient(create_app(runtime), raise_server_exceptions=False, headers=admin_headers(runtime)) as c:
         c.post(f"{API}/libraries", json={"library_name": "general"})
         images = [{"image_id": n, "image_base64": b64(encode(photo(n)))} for n in ("coffee", "chelsea", "rocket", "astronaut")]
         assert c.post(f"{API}/libraries/general/images", json={"images": images}).status_code == 201
@@ -240,7 +240,7 @@ def shop(tmp_path_factory, models):
     paths = {p.stem: p for p, _ in demo_photos()}
     images = [{"image_id": n, "image_base64": b64(paths[n].read_bytes()), "tags": {"name": n}} for n in CATALOGUE if n in paths]
     assert {"coffee", "chelsea", "brick", "grass"} <= {i["image_id"] for i in images}
-    with TestClient(create_app(runtime), raise_server_exceptions=False) as client:
+    with TestClient(create_app(runtime), raise_server_exceptions=False, headers=admin_headers(runtime)) as client:
         for name, mode in (("items", "item_search"), ("general", "general_search")):
             assert client.post(f"{API}/libraries", json={"library_name": name, "mode": mode}).status_code == 201
             r = client.post(f"{API}/libraries/{name}/images", json={"images": images})

@@ -30,6 +30,12 @@ def test_demo_builds_a_library_and_serves_both_searches(tmp_path, model_cache):
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     base = f"http://127.0.0.1:{port}"
     try:
+        printed = []  # what the demo prints before it serves: the library, then the admin token
+        while not printed or not printed[-1].startswith("serving on"):
+            line = proc.stdout.readline()
+            assert line, "".join(printed)
+            printed.append(line.strip())
+        token = next(line for line in printed if line.startswith("lka_"))
         deadline = time.time() + 300
         while time.time() < deadline:
             assert proc.poll() is None, proc.stdout.read()
@@ -52,6 +58,10 @@ def test_demo_builds_a_library_and_serves_both_searches(tmp_path, model_cache):
         top = httpx.post(f"{base}{API}/search/by-image", json=body).json()["data"]["results"][0]
         assert top["image_id"] == "skimage/coffee.png" and top["score"] > 0.95
         assert httpx.get(f"{base}/docs").status_code == 200
+        # writes need the admin token the demo printed
+        gone = f"{base}{API}/libraries/demo/images/skimage/coffee.png"
+        assert httpx.delete(gone).status_code == 401
+        assert httpx.delete(gone, headers={"Authorization": f"Bearer {token}"}).status_code == 200
     finally:
         proc.terminate()
         proc.wait(timeout=30)

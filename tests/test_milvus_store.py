@@ -11,7 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
-from conftest import PHOTOS, b64, encode, photo
+from conftest import PHOTOS, admin_headers, b64, encode, photo
 from lookalike.api import create_app
 from lookalike.cli import app
 from lookalike.config import Settings
@@ -90,7 +90,7 @@ def both(tmp_path, models, milvus_server):
     uri = f"{milvus_server.uri}?prefix=test_&timeout=10"
     runtimes = [Runtime.open(Settings(data_dir=tmp_path / kind, store=store), models=models)
                 for kind, store in (("embedded", "embedded"), ("milvus", uri))]
-    clients = [TestClient(create_app(rt), raise_server_exceptions=False) for rt in runtimes]
+    clients = [TestClient(create_app(rt), raise_server_exceptions=False, headers=admin_headers(rt)) for rt in runtimes]
     for client in clients:
         _library(client, "hostile", TAGS)
         # A tag Milvus cannot compare exactly (an int past 2**63): the whole library is then
@@ -121,7 +121,7 @@ def test_milvus_down_is_a_503_within_the_timeout_and_recovers(tmp_path, models, 
 
     uri = f"{milvus_server.uri}?prefix=test_&timeout=3"
     rt = Runtime.open(Settings(data_dir=tmp_path / "data", store=uri), models=models)
-    client = TestClient(create_app(rt), raise_server_exceptions=False)
+    client = TestClient(create_app(rt), raise_server_exceptions=False, headers=admin_headers(rt))
     try:
         _library(client, "faults", {n: {"i": i} for i, n in enumerate(PHOTOS)})
         before = _ids(client, "faults", None)

@@ -39,7 +39,7 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image, ImageEnhance
 
-from conftest import b64, encode, photo
+from conftest import admin_headers, b64, encode, photo
 from lookalike.api import create_app
 from lookalike.config import Settings
 from lookalike.imaging import decode_image
@@ -251,7 +251,7 @@ def world(tmp_path_factory, models, jpegs) -> Iterator[World]:
     with TestClient(create_app(rt), raise_server_exceptions=False) as client:
         for platform, table in (("instagram", IG), ("tiktok", TT)):
             lines = [creator_line(platform, uid, facts, jpegs, now) for uid, facts in table.items()]
-            r = client.post(IMPORT, json={"platform": platform, "creators": lines})
+            r = client.post(IMPORT, json={"platform": platform, "creators": lines}, headers=admin_headers(rt))
             assert r.status_code == 200, r.text
             data = r.json()["data"]
             assert data["imported"] == list(table) and data["failed"] == []
@@ -690,8 +690,10 @@ def test_null_filters_and_page_mean_defaults(world):
 def test_not_json_and_unknown_route_answer_in_modash_style(world):
     _, secret = world.token()
     r = world.client.post(IG_SEARCH, content=b"{not json", headers={**auth(secret), "Content-Type": "application/json"})
-    assert r.status_code == 400 and r.json() == {"error": True, "code": "invalid_parameter",
-                                                 "message": "body: is not valid JSON"}
+    assert r.status_code == 400 and r.json() == {
+        "error": True, "code": "invalid_json",
+        "message": "body: is not valid JSON: Expecting property name enclosed in double quotes at line 1, column 2"
+                   " (character 1)"}
     r = world.client.get("/v1/ai/no-such-thing", headers=auth(secret))
     assert r.status_code == 404 and r.json()["error"] is True
 

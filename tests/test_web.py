@@ -24,7 +24,7 @@ import httpx
 import pytest
 from PIL import Image, ImageOps
 
-from conftest import b64, encode, photo
+from conftest import admin_headers, b64, encode, photo
 from lookalike.api import create_app
 from lookalike.config import Settings
 from lookalike.demo import demo_photos
@@ -137,7 +137,7 @@ def world(tmp_path_factory, models) -> Iterator[dict]:
     instagram += [_creator(f"space_fan_{i}", 90_000 + i, others, now) for i in range(3)]
     tiktok = [_creator(f"tt_cat_{i}", 10_000 * (i + 1), cats[i:i + 1], now) for i in range(5)]
     server = Server(runtime)
-    with httpx.Client(base_url=server.url, timeout=120) as client:
+    with httpx.Client(base_url=server.url, timeout=120, headers=admin_headers(runtime)) as client:
         assert client.post(f"{API}/libraries", json={"library_name": "photos"}).status_code == 201
         r = client.post(f"{API}/libraries/photos/images", json={"images": items})
         assert r.status_code == 201, r.text
@@ -463,7 +463,7 @@ def test_empty_data_dir_says_create_a_library_then_server_down(page, tmp_path, m
         assert "create a library first" in text and "lookalike library create photos" in text
         assert page.is_disabled("#go")
         # a library, still empty: the page says how to fill it
-        with httpx.Client(base_url=server.url) as client:
+        with httpx.Client(base_url=server.url, headers=admin_headers(runtime)) as client:
             assert client.post(f"{API}/libraries", json={"library_name": "fresh"}).status_code == 201
         page.click("#notice button")
         page.wait_for_function("document.querySelector('#notice').textContent.includes('has no images yet')")

@@ -32,10 +32,23 @@ class Settings:
         max_image_pixels: largest accepted width x height, in pixels; a guard against
             decompression bombs (Pillow's own default warns at 89.5 Mpx).
         default_model: model id used when a library is created without one.
-        import_roots: folders that imports may read local files from (``path`` or a local
-            ``image_uri``); ``None`` allows any readable file. Set it
-            (``$LOOKALIKE_IMPORT_ROOTS``, ``os.pathsep``-separated) when the API is reachable
-            by clients who should not read the server's disk.
+        import_roots: folders that HTTP imports may read local files from (a local
+            ``image_uri``, a creator's ``image_path`` / ``image_url``); ``None`` (the default):
+            HTTP requests never make the server read its files. ``$LOOKALIKE_IMPORT_ROOTS``,
+            ``os.pathsep``-separated. The CLI (the operator) reads any file it names.
+        max_query_pixels: largest query image, width x height in pixels (50 Mpx: a 7071 x 7071
+            image; the models need ~224 px, so queries are decoded reduced, see ``imaging``).
+        decode_budget_pixels: pixels that all decodes in flight may hold at once (a
+            process-wide budget: 64 Mpx is about 260 MB of RGBA); a decode larger than the
+            budget runs alone.
+        decode_wait_s: how long a query waits for decode budget before 503 ``BUSY``, seconds.
+        search_key: when set (``$LOOKALIKE_SEARCH_KEY``), the operator API's searches and reads
+            need it as a bearer credential; None: they are open (the default).
+        cors_origins: origins browsers may call from (``$LOOKALIKE_CORS_ORIGINS``,
+            comma-separated; ``*`` any). Default ``("*",)``: /v2 is called from shop pages with
+            a public index key and no cookies.
+        cors_faces: which faces answer CORS (``$LOOKALIKE_CORS_FACES``, comma-separated among
+            ``v2``, ``v1``, ``operator``); default ``("v2",)``.
         models_dir: ONNX export cache; default ``<data_dir>/models`` (``$LOOKALIKE_MODEL_CACHE``
             shares one cache between data dirs).
         store: where image libraries live (``$LOOKALIKE_STORE``): ``embedded`` (SQLite + in-memory
@@ -51,6 +64,12 @@ class Settings:
     default_model: str = DEFAULT_MODEL
     models_dir: Path | None = None
     import_roots: tuple[Path, ...] | None = None
+    max_query_pixels: int = 50_000_000
+    decode_budget_pixels: int = 64_000_000
+    decode_wait_s: float = 5.0
+    search_key: str | None = None
+    cors_origins: tuple[str, ...] = ("*",)
+    cors_faces: tuple[str, ...] = ("v2",)
     store: str = "embedded"
 
     # Every file name inside the data dir is here, and only here.
@@ -104,6 +123,16 @@ class Settings:
             kwargs["models_dir"] = Path(v).expanduser()
         if v := os.environ.get("LOOKALIKE_IMPORT_ROOTS"):
             kwargs["import_roots"] = tuple(Path(p).expanduser().resolve() for p in v.split(os.pathsep) if p)
+        if v := os.environ.get("LOOKALIKE_MAX_QUERY_PIXELS"):
+            kwargs["max_query_pixels"] = int(v)
+        if v := os.environ.get("LOOKALIKE_DECODE_BUDGET_PIXELS"):
+            kwargs["decode_budget_pixels"] = int(v)
+        if v := os.environ.get("LOOKALIKE_SEARCH_KEY"):
+            kwargs["search_key"] = v
+        if (v := os.environ.get("LOOKALIKE_CORS_ORIGINS")) is not None:
+            kwargs["cors_origins"] = tuple(o.strip() for o in v.split(",") if o.strip())
+        if (v := os.environ.get("LOOKALIKE_CORS_FACES")) is not None:
+            kwargs["cors_faces"] = tuple(f.strip() for f in v.split(",") if f.strip())
         if v := os.environ.get("LOOKALIKE_MODEL"):
             kwargs["default_model"] = v
         if v := os.environ.get("LOOKALIKE_STORE"):

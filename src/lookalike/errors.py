@@ -197,6 +197,32 @@ class UnsupportedMediaType(InvalidParameter):
     status = "UNSUPPORTED_MEDIA_TYPE"
 
 
+class InvalidJSON(InvalidParameter):
+    """A request body that is not parseable JSON (HTTP 400); the message gives line and column."""
+
+    status = "INVALID_JSON"
+
+
+class Busy(LookalikeError):
+    """The server's decode budget is taken by other requests (HTTP 503); try again after
+    ``retry_after`` whole seconds (the ``Retry-After`` header)."""
+
+    http_status = 503
+    status = "BUSY"
+    code = "server_busy"
+
+    def __init__(self, message: str, *, retry_after: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class AdminRequired(Unauthorized):
+    """A write or management route called without a valid admin token (HTTP 401)."""
+
+    status = "UNAUTHORIZED"
+    code = "admin_token_invalid"
+
+
 class StoreUnavailable(LookalikeError):
     """The storage backend (a Milvus server) cannot be reached or did not answer in time
     (HTTP 503). Retrying later may succeed; nothing of the failed write was acknowledged."""

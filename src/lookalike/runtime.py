@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 from functools import cached_property
+from pathlib import Path
 
 from .config import Settings
+from .imaging import DECODE_BUDGET, return_freed_decodes_to_os
+from .service.admin_access import AdminAccess
 from .service.creators.access import AccessService
 from .service.creators.admin import CreatorAdmin
 from .service.creators.brands import Brands
@@ -23,6 +27,7 @@ from .service.metrics import timed_detector, timed_models
 from .service.search import SearchService
 from .service.thumbnails import ThumbnailService
 from .store import Store
+from .store.admin_tokens import AdminTokenStore
 from .store.backends import describe_store, open_store
 from .store.creator_store import CreatorStore
 from .store.index_keys import IndexKeyStore
@@ -30,6 +35,14 @@ from .store.post_index import GraphPostIndex
 from .store.token_store import TokenStore
 
 log = logging.getLogger(__name__)
+
+
+def private_dir(path: Path) -> None:
+    """Create the data dir as mode 0700, and tighten an existing one to it: it holds every
+    database, imported image and token hash, readable by its owner only."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if path.stat().st_mode & 0o777 != 0o700:
+        os.chmod(path, 0o700)
 
 
 @dataclass
@@ -68,7 +81,9 @@ class Runtime:
 
         # Inference time goes to GET /metrics (service/metrics.py).
         models, detector = timed_models(models), timed_detector(detector)
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(settings.data_dir)
+        DECODE_BUDGET.configure(settings.decode_budget_pixels)
+        return_freed_decodes_to_os()
         store = open_store(
             settings.store, db_path=settings.db_path, index_dir=settings.index_dir, bytes_path=settings.milvus_bytes_path
         )
@@ -129,6 +144,11 @@ class Runtime:
         return TokenStore(self.settings.tokens_db_path)
 
     @cached_property
+    def admin(self) -> AdminAccess:
+        """Admin tokens (writes) and the optional search key (operator reads)."""
+        return AdminAccess(AdminTokenStore(self.settings.tokens_db_path), self.settings.search_key)
+
+    @cached_property
     def access(self) -> AccessService:
         """Authentication, rate limits and credits of the creator-search API."""
         return AccessService(self.tokens)
@@ -142,7 +162,7 @@ class Runtime:
     def creator_gateway(self) -> CreatorGateway:
         """The billed creator search of the Modash-compatible API (its model loads on the first search)."""
         return CreatorGateway(lambda: self.access, lambda: self.creator_search, self.brands, self.locations,
-                              self.settings.max_image_pixels)
+                              self.settings.max_query_pixels, self.settings.decode_wait_s)
 
     @cached_property
     def creator_admin(self) -> CreatorAdmin:
@@ -190,6 +210,8 @@ class Runtime:
 
     def close(self) -> None:
         """Close every database opened, and save the vector indexes."""
+        if "admin" in self.__dict__:
+            self.admin.store.close()
         for name in ("keys", "creators", "tokens"):  # opened by cached_property, if at all
             if name in self.__dict__:
                 self.__dict__[name].close()
@@ -200,3 +222,10 @@ def open_access(settings: Settings) -> AccessService:
     """Only the access service over ``Settings.tokens_db_path``: what token commands need, with no
     library store or model opened. Close it with ``.store.close()``."""
     return AccessService(TokenStore(settings.tokens_db_path))
+
+
+def open_admin(settings: Settings) -> AdminAccess:
+    """Only the admin tokens of ``Settings.tokens_db_path`` (no store or model opened), for the
+    ``admin-token`` commands. Close it with ``.store.close()``."""
+    private_dir(settings.data_dir)
+    return AdminAccess(AdminTokenStore(settings.tokens_db_path), settings.search_key)

@@ -12,8 +12,9 @@ from fastapi.staticfiles import StaticFiles
 
 from .. import __version__
 from ..runtime import Runtime
-from . import envelope, errors, observability
+from . import envelope, errors, observability, openapi_docs
 from .constructor import create_constructor_app
+from .cors import ScopedCORS
 from .creator_routes import router as creator_router
 from .docs import docs_app
 from .limits import BodySizeLimit
@@ -52,12 +53,21 @@ def create_app(runtime: Runtime, *, warm: bool = False) -> FastAPI:
     errors.install(app, envelope.render)
     app.add_middleware(BodySizeLimit, max_bytes=runtime.settings.max_request_bytes)
     observability.install(app, runtime)  # request ids, access log, /metrics, /healthz
+    settings = runtime.settings
+    if settings.cors_faces and settings.cors_origins:
+        app.add_middleware(ScopedCORS, faces=settings.cors_faces, origins=settings.cors_origins)
     app.include_router(router)
     app.include_router(creator_router)
     # Constructor-compatible image search, with its own error style (api/constructor.py).
-    app.mount("/v2", create_constructor_app(runtime))
+    constructor = create_constructor_app(runtime)
+    app.mount("/v2", constructor)
     # Modash-compatible creator search, with its own error style (api/modash.py).
-    app.mount("/v1", create_modash_app(runtime))
+    modash = create_modash_app(runtime)
+    app.mount("/v1", modash)
+    # Each document declares its face's real statuses, error bodies and credentials.
+    for face_app, face in ((app, openapi_docs.OPERATOR), (constructor, openapi_docs.CONSTRUCTOR),
+                           (modash, openapi_docs.MODASH)):
+        openapi_docs.install(face_app, face)
 
     # The search page's scripts and styles (plain files, no build step).
     app.mount("/web", StaticFiles(directory=WEB_DIR), name="web")

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ..errors import InvalidParameter
 from ..runtime import Runtime
+from .auth import ADMIN, SEARCH
 from .envelope import ok
 
 PREFIX = "/api/v1/creators"
@@ -30,7 +31,8 @@ router = APIRouter(prefix=PREFIX, tags=["creators"])
 class ImportCreatorsRequest(BaseModel):
     """Creators to import or refresh, each in the JSONL line format of ``lookalike creators import``.
 
-    Images come as ``image_base64`` (or a local ``image_path`` / ``image_url`` the server may read).
+    Images come as ``image_base64``; a local ``image_path`` / ``image_url`` is read only inside
+    the operator's ``LOOKALIKE_IMPORT_ROOTS`` (``service/local_files.py``). Needs an admin token.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -43,7 +45,7 @@ def _rt(request: Request) -> Runtime:
     return request.app.state.runtime
 
 
-@router.post("/import", summary="Import or refresh creators with their posts")
+@router.post("/import", summary="Import or refresh creators with their posts", dependencies=ADMIN)
 def import_creators(body: ImportCreatorsRequest, request: Request) -> dict:
     """Validate every creator first (400 naming ``creators[i].field``; nothing is written), then
     apply each one atomically: the profile is updated, new posts added, changed images
@@ -72,12 +74,12 @@ def _field_path(message: str) -> str:
     return _LOCATED.sub(r"\1.\2:", message, count=1)
 
 
-@router.delete("/{platform}/{user_id}", summary="Delete a creator and its posts")
+@router.delete("/{platform}/{user_id:path}", summary="Delete a creator and its posts", dependencies=ADMIN)
 def delete_creator(platform: str, user_id: str, request: Request) -> dict:
     _rt(request).creator_admin.delete(platform, user_id)
     return ok({"platform": platform, "userId": user_id, "deleted": True})
 
 
-@router.get("/{platform}", summary="How many creators a platform holds")
+@router.get("/{platform}", summary="How many creators a platform holds", dependencies=SEARCH)
 def count_creators(platform: str, request: Request) -> dict:
     return ok({"platform": platform, "creators": _rt(request).creator_admin.count(platform)})

@@ -19,6 +19,7 @@ from starlette.datastructures import UploadFile
 
 from ..errors import InvalidImage, InvalidParameter, PayloadTooLarge, UnsupportedMediaType
 from ..imaging import decode_base64
+from .errors import invalid_json
 
 #: Room for JSON / multipart framing around a base64 image (4/3 of its bytes), in bytes.
 BODY_OVERHEAD = 64 * 1024
@@ -90,8 +91,8 @@ async def _body(request: Request, limit: int, too_large: str) -> bytes:
 def _json_image(body: bytes, max_bytes: int) -> tuple[bytes, str]:
     try:
         payload = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
-        raise InvalidParameter("body: is not valid JSON") from None
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+        raise invalid_json(exc) from None
     if not isinstance(payload, dict):
         raise InvalidParameter("body: must be a JSON object {\"image_base64\": ...}")
     extra = sorted(set(payload) - set(JSON_FIELDS))

@@ -24,8 +24,9 @@ class BodySizeLimit:
             await self.app(scope, receive, send)
             return
         declared = dict(scope.get("headers") or []).get(b"content-length")
+        path = scope.get("path", "")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await self._reject(send)
+            await self._reject(send, path)
             return
         seen = 0
         exceeded = rejected = False
@@ -48,20 +49,24 @@ class BodySizeLimit:
                 await send(message)
             elif message["type"] == "http.response.start" and not rejected:
                 rejected = True
-                await self._reject(send)
+                await self._reject(send, path)
 
         try:
             await self.app(scope, limited_receive, guarded_send)
         except BodyTooLarge:
             if not rejected:
-                await self._reject(send)
+                await self._reject(send, path)
 
-    async def _reject(self, send: Send) -> None:
-        body = json.dumps({
-            "status": "REQUEST_TOO_LARGE",
-            "message": f"request body is larger than the limit of {self.max_bytes} bytes",
-            "data": None,
-        }).encode()
+    async def _reject(self, send: Send, path: str) -> None:
+        message = f"request body is larger than the limit of {self.max_bytes} bytes"
+        # each face's own error style (api/modash.py, api/constructor.py, api/envelope.py)
+        if path.startswith("/v1/"):
+            content: dict = {"error": True, "code": "request_too_large", "message": message}
+        elif path.startswith("/v2/"):
+            content = {"message": message}
+        else:
+            content = {"status": "REQUEST_TOO_LARGE", "message": message, "data": None}
+        body = json.dumps(content).encode()
         await send({"type": "http.response.start", "status": 413,
                     "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
         await send({"type": "http.response.body", "body": body})

@@ -1,4 +1,11 @@
-"""Routes under ``/api/v1/operators/image-search``."""
+"""Routes under ``/api/v1/operators/image-search``.
+
+Writes (create, delete, import, patch) need an admin token (``auth.ADMIN``); searches and
+reads are open unless the operator set a search key (``auth.SEARCH``). Image ids may hold
+``/`` (folder imports: ``skimage/chelsea.png``), so image routes take ``{image_id:path}``; a
+route with a fixed suffix after the id (e.g. ``.../images/{image_id}/thumbnail``) must be
+declared before them, or the path converter would swallow the suffix.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +19,7 @@ from ..service.importer import ImportItem
 from ..service.libraries import ImageRecord, LibraryRecord
 from ..service.search import SearchResult, SegmentMatch
 from . import intake, segments
+from .auth import ADMIN, SEARCH
 from .envelope import Envelope, ok
 from .schemas import (
     CreateLibraryRequest,
@@ -27,6 +35,8 @@ from .schemas import (
 )
 
 PREFIX = "/api/v1/operators/image-search"
+#: Largest ``offset`` of the image listing: far beyond any library, far inside SQLite's 64-bit integers.
+MAX_OFFSET = 10**12
 
 router = APIRouter(prefix=PREFIX)
 
@@ -69,7 +79,8 @@ def _segment(segment: SegmentMatch) -> dict:
 
 # exclude_unset: "segments" and a result's "segment" appear only when the query has segments.
 @router.post(
-    "/search/by-image", response_model=Envelope[SearchResults], response_model_exclude_unset=True, tags=["search"]
+    "/search/by-image", response_model=Envelope[SearchResults], response_model_exclude_unset=True, tags=["search"],
+    dependencies=SEARCH,
 )
 def search_by_image(body: SearchByImageRequest, request: Request) -> dict:
     """Images most similar to the query image, best first; with ``use_segmentation``, every
@@ -96,7 +107,8 @@ def search_by_image(body: SearchByImageRequest, request: Request) -> dict:
 
 
 @router.post(
-    "/search/by-text", response_model=Envelope[SearchResults], response_model_exclude_unset=True, tags=["search"]
+    "/search/by-text", response_model=Envelope[SearchResults], response_model_exclude_unset=True, tags=["search"],
+    dependencies=SEARCH,
 )
 def search_by_text(body: SearchByTextRequest, request: Request) -> dict:
     """Images matching a text description, best first (general_search libraries only)."""
@@ -108,7 +120,8 @@ def search_by_text(body: SearchByTextRequest, request: Request) -> dict:
 
 
 @router.post(
-    "/search/by-image-id", response_model=Envelope[SearchResults], response_model_exclude_unset=True, tags=["search"]
+    "/search/by-image-id", response_model=Envelope[SearchResults], response_model_exclude_unset=True, tags=["search"],
+    dependencies=SEARCH,
 )
 def search_by_image_id(body: SearchByImageIdRequest, request: Request) -> dict:
     """"More like this": images most similar to a stored image, which is left out of the results."""
@@ -119,29 +132,30 @@ def search_by_image_id(body: SearchByImageIdRequest, request: Request) -> dict:
     return ok({"results": [_result(r) for r in results]})
 
 
-@router.post("/libraries", status_code=201, response_model=Envelope[LibraryOut], tags=["libraries"])
+@router.post("/libraries", status_code=201, response_model=Envelope[LibraryOut], tags=["libraries"], dependencies=ADMIN)
 def create_library(body: CreateLibraryRequest, request: Request) -> dict:
     return ok(_library(_rt(request).libraries.create(body.library_name, body.mode, body.model)))
 
 
-@router.get("/libraries", response_model=Envelope[list[LibraryOut]], tags=["libraries"])
+@router.get("/libraries", response_model=Envelope[list[LibraryOut]], tags=["libraries"], dependencies=SEARCH)
 def list_libraries(request: Request) -> dict:
     return ok([_library(r) for r in _rt(request).libraries.list()])
 
 
-@router.get("/libraries/{library_name}", response_model=Envelope[LibraryOut], tags=["libraries"])
+@router.get("/libraries/{library_name}", response_model=Envelope[LibraryOut], tags=["libraries"], dependencies=SEARCH)
 def get_library(library_name: str, request: Request) -> dict:
     return ok(_library(_rt(request).libraries.get(library_name)))
 
 
-@router.delete("/libraries/{library_name}", response_model=Envelope[None], tags=["libraries"])
+@router.delete("/libraries/{library_name}", response_model=Envelope[None], tags=["libraries"], dependencies=ADMIN)
 def delete_library(library_name: str, request: Request) -> dict:
     _rt(request).libraries.delete(library_name)
     return ok(None)
 
 
 @router.post(
-    "/libraries/{library_name}/images", status_code=201, response_model=Envelope[ImportImagesOut], tags=["images"]
+    "/libraries/{library_name}/images", status_code=201, response_model=Envelope[ImportImagesOut], tags=["images"],
+    dependencies=ADMIN,
 )
 def import_images(library_name: str, body: ImportImagesRequest, request: Request) -> dict:
     """Import up to 1000 images, all or nothing: the first bad image fails the request."""
@@ -155,9 +169,13 @@ def import_images(library_name: str, body: ImportImagesRequest, request: Request
     return ok({"added": outcome.added, "skipped": outcome.skipped})
 
 
-@router.get("/libraries/{library_name}/images", response_model=Envelope[list[ImageOut]], tags=["images"])
+@router.get("/libraries/{library_name}/images", response_model=Envelope[list[ImageOut]], tags=["images"],
+            dependencies=SEARCH)
 def list_images(
-    library_name: str, request: Request, offset: int = Query(0, ge=0), limit: int = Query(100, ge=1, le=1000)
+    library_name: str,
+    request: Request,
+    offset: int = Query(0, ge=0, le=MAX_OFFSET, description=f"Images to skip, 0..{MAX_OFFSET}."),
+    limit: int = Query(100, ge=1, le=1000),
 ) -> dict:
     return ok([_image(r) for r in _rt(request).libraries.list_images(library_name, offset, limit)])
 
@@ -168,7 +186,7 @@ def list_images(
     "/libraries/{library_name}/images/{image_id:path}/thumbnail",
     response_class=Response,
     responses={200: {"content": {"image/jpeg": {}, "image/webp": {}}}, 304: {"description": "Not modified"}},
-    tags=["images"],
+    tags=["images"], dependencies=SEARCH,
 )
 def thumbnail(
     library_name: str,
@@ -186,18 +204,21 @@ def thumbnail(
     return Response(thumb.data, media_type=thumb.media_type, headers=headers)
 
 
-@router.get("/libraries/{library_name}/images/{image_id}", response_model=Envelope[ImageOut], tags=["images"])
+@router.get("/libraries/{library_name}/images/{image_id:path}", response_model=Envelope[ImageOut], tags=["images"],
+            dependencies=SEARCH)
 def get_image(library_name: str, image_id: str, request: Request) -> dict:
     return ok(_image(_rt(request).libraries.get_image(library_name, image_id)))
 
 
-@router.patch("/libraries/{library_name}/images/{image_id}", response_model=Envelope[ImageOut], tags=["images"])
+@router.patch("/libraries/{library_name}/images/{image_id:path}", response_model=Envelope[ImageOut], tags=["images"],
+              dependencies=ADMIN)
 def update_tags(library_name: str, image_id: str, body: UpdateTagsRequest, request: Request) -> dict:
     """Replace the image's tags."""
     return ok(_image(_rt(request).libraries.update_tags(library_name, image_id, body.tags)))
 
 
-@router.delete("/libraries/{library_name}/images/{image_id}", response_model=Envelope[None], tags=["images"])
+@router.delete("/libraries/{library_name}/images/{image_id:path}", response_model=Envelope[None], tags=["images"],
+               dependencies=ADMIN)
 def delete_image(library_name: str, image_id: str, request: Request) -> dict:
     _rt(request).libraries.delete_image(library_name, image_id)
     return ok(None)

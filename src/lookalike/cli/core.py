@@ -145,7 +145,8 @@ def import_source(rt: Runtime, library: str, source: Path, *, quiet: bool = Fals
     with Progress(*columns, console=err, disable=quiet) as progress:
         task = progress.add_task("import", total=count_items(source))
         outcome = rt.importer.import_items(
-            library, items(), skip_existing=True, atomic=False, progress=lambda n: progress.advance(task, n)
+            library, items(), skip_existing=True, atomic=False, progress=lambda n: progress.advance(task, n),
+            local_files=True,
         )
     outcome.failed[:0] = bad
     return outcome
@@ -234,15 +235,29 @@ def demo(
         else:
             items = [ImportItem(image_id=f"{t['source']}/{p.name}", image_uri=str(p), path=str(p), tags=t, where=str(p))
                      for p, t in demo_photos()]
-            outcome = rt.importer.import_items(library, items, skip_existing=True, atomic=False)
+            outcome = rt.importer.import_items(library, items, skip_existing=True, atomic=False, local_files=True)
         count = rt.libraries.get(library).image_count
     except LookalikeError as exc:
         rt.close()
         fail(exc)
     rt.close()
     console.print(f"library [bold]{library}[/bold]: {count} images (added {len(outcome.added)} now)")
+    _print_credentials(data_dir, library, host, port)
     if serve_after:
         console.print(f"serving on http://{host}:{port}  (API docs: http://{host}:{port}/docs)")
         serve(host=host, port=port, data_dir=data_dir)
 
 
+
+
+def _print_credentials(data_dir: Path | None, library: str, host: str, port: int) -> None:
+    """What a newcomer needs: searches and the page are open; writes need the admin token made here."""
+    from .admin import create_admin_token
+
+    token = create_admin_token(data_dir, "demo")
+    api = f"http://{host}:{port}/api/v1/operators/image-search"
+    console.print("searches and the page at / need no credential; writes need this admin token (shown once, "
+                  "stored hashed; more with 'lookalike admin-token create'):", highlight=False)
+    console.print(f"  {token}", markup=False, highlight=False)
+    console.print(f"  curl -X DELETE -H 'Authorization: Bearer {token}' {api}/libraries/{library}/images/ID",
+                  markup=False, highlight=False, soft_wrap=True)

@@ -494,7 +494,7 @@ def _import_library(rt: Runtime, name: str, mode: str, photos: list[LabelledImag
         if progress is not None:
             progress("import", done, len(items))
 
-    outcome = rt.importer.import_items(name, items, skip_existing=True, atomic=False, progress=step)
+    outcome = rt.importer.import_items(name, items, skip_existing=True, atomic=False, progress=step, local_files=True)
     if outcome.failed:
         raise InvalidParameter(f"{outcome.failed[0][0]}: could not be imported ({outcome.failed[0][1]})")
 

@@ -120,7 +120,7 @@ def evaluate_dataset(
             items = [ImportItem(image_id=ids[r.path], path=str(r.path), tags={"label": r.label}, where=str(r.path))
                      for r in db]
             start = time.perf_counter()
-            rt.importer.import_items(LIBRARY, items, atomic=False, progress=progress)
+            rt.importer.import_items(LIBRARY, items, atomic=False, progress=progress, local_files=True)
             embed_rate = len(db) / (time.perf_counter() - start)
 
             out: dict[str, object] = {"n_images": len(db)}

@@ -27,6 +27,7 @@ from ..models.base import Embedder
 from ..store import NewImage, Store
 from .detection import ITEM_CROP_TYPE, DetectorProvider, default_detector
 from .libraries import LibraryService
+from .local_files import read_local_file
 from .metrics import IMPORTED_IMAGES
 from .validation import check_image_id, check_tags
 
@@ -73,11 +74,12 @@ def read_image_bytes(item: ImportItem, max_bytes: int, roots: tuple[Path, ...] |
 
     Args:
         max_bytes: size limit, in bytes.
-        roots: folders local files may be read from; ``None``: any.
+        roots: folders local files may be read from: ``None``: any (the operator);
+            ``()``: none (an HTTP client without import roots). See ``local_files``.
 
     Raises:
-        InvalidImage: no usable source, a file outside ``roots``, unreadable, or more than
-            ``max_bytes`` bytes.
+        InvalidImage: no usable source, a file outside ``roots``, unreadable, not a regular
+            file, or more than ``max_bytes`` bytes.
     """
     if item.image_base64 is not None:
         return decode_base64(item.image_base64, field=f"{item.where}.image_base64", max_bytes=max_bytes)
@@ -104,30 +106,6 @@ def local_uri_path(uri: str, field: str, alternative: str = "image_base64 or a p
     raise InvalidImage(
         f"{field}: '{uri}' is not a local file and this server does not fetch remote URLs; send {alternative}"
     )
-
-
-def read_local_file(source: Path, field: str, max_bytes: int, roots: tuple[Path, ...] | None = None) -> bytes:
-    """The bytes of a local image file.
-
-    Args:
-        field: the request field that named the file, used in error messages.
-        max_bytes: size limit, in bytes.
-        roots: folders files may be read from; ``None``: any.
-
-    Raises:
-        InvalidImage: outside ``roots``, unreadable, or more than ``max_bytes`` bytes.
-    """
-    if roots is not None:
-        resolved = source.resolve()
-        if not any(resolved.is_relative_to(root) for root in roots):
-            raise InvalidImage(f"{field}: '{source}' is outside the folders this server imports from")
-    try:
-        size = source.stat().st_size
-        if size > max_bytes:
-            raise InvalidImage(f"{field}: file is {size} bytes, above the limit of {max_bytes} bytes")
-        return source.read_bytes()
-    except OSError as exc:
-        raise InvalidImage(f"{field}: cannot read '{source}' ({exc.strerror or exc})") from None
 
 
 class Importer:
@@ -166,14 +144,20 @@ class Importer:
         return lambda image: main_item_crop(image, detector, ITEM_CROP_TYPE)[0]
 
     def _prepare(
-        self, item: ImportItem, model: Embedder, region: Callable[[Image.Image], Image.Image] | None = None
+        self,
+        item: ImportItem,
+        model: Embedder,
+        region: Callable[[Image.Image], Image.Image] | None = None,
+        roots: tuple[Path, ...] | None = (),
     ) -> _Prepared:
         image_id = check_image_id(item.image_id, f"{item.where}.image_id") if item.image_id is not None else uuid.uuid4().hex
         if item.image_uri is not None and not isinstance(item.image_uri, str):
             raise InvalidParameter(f"{item.where}.image_uri: must be a string")
         item.tags = check_tags(item.tags, f"{item.where}.tags")
-        data = read_image_bytes(item, self._settings.max_import_bytes, self._settings.import_roots)
-        image = decode_image(data, field=item.where, max_pixels=self._settings.max_image_pixels)
+        data = read_image_bytes(item, self._settings.max_import_bytes, roots)
+        # name the field the bytes came from (images[3].image_uri); a CLI path keeps its own name
+        source = ".image_base64" if item.image_base64 is not None else "" if item.path else ".image_uri"
+        image = decode_image(data, field=f"{item.where}{source}", max_pixels=self._settings.max_image_pixels)
         if region is not None:  # detection runs here, in the worker threads, beside decoding
             image = region(image)
         return _Prepared(item=item, image_id=image_id, data=data, pixels=model.preprocess(image))
@@ -187,6 +171,7 @@ class Importer:
         atomic: bool = True,
         batch_size: int = BATCH_SIZE,
         progress: Callable[[int], None] | None = None,
+        local_files: bool = False,
     ) -> ImportOutcome:
         """Import items into ``library``.
 
@@ -197,6 +182,8 @@ class Importer:
                 transaction; the first bad item raises. Otherwise (the CLI) bad items are
                 reported in ``failed`` and skipped, and every batch is committed as it goes.
             progress: called with the number of items finished after each batch.
+            local_files: the operator's import (CLI): read any local file an item names.
+                Otherwise (HTTP) only files inside ``Settings.import_roots``, none without them.
 
         In an ``item_search`` library each image's main item is detected and its
         ``ITEM_CROP_TYPE`` crop embedded; the whole image when nothing is detected.
@@ -211,8 +198,9 @@ class Importer:
         region = self._region(record.mode)
         outcome = ImportOutcome()
         pending: list[NewImage] = []
+        roots = None if local_files else (self._settings.import_roots or ())
         with ThreadPoolExecutor(self._workers) as pool:
-            for batch in _batched(self._prepared(items, model, pool, outcome, atomic, region), batch_size):
+            for batch in _batched(self._prepared(items, model, pool, outcome, atomic, region, roots), batch_size):
                 ids = [p.image_id for p in batch]
                 if skip_existing:
                     existing = self._store.existing_ids(library, ids)
@@ -255,18 +243,19 @@ class Importer:
         outcome: ImportOutcome,
         atomic: bool,
         region: Callable[[Image.Image], Image.Image] | None = None,
+        roots: tuple[Path, ...] | None = (),
     ) -> Iterator[_Prepared]:
         # Keep a bounded window of decodes in flight so decoding runs ahead of inference
         # without holding a whole folder of pixels in memory.
         window: list[tuple[ImportItem, Future[_Prepared]]] = []
         it = iter(items)
         for item in islice(it, 4 * BATCH_SIZE):
-            window.append((item, pool.submit(self._prepare, item, model, region)))
+            window.append((item, pool.submit(self._prepare, item, model, region, roots)))
         while window:
             item, future = window.pop(0)
             nxt = next(it, None)
             if nxt is not None:
-                window.append((nxt, pool.submit(self._prepare, nxt, model, region)))
+                window.append((nxt, pool.submit(self._prepare, nxt, model, region, roots)))
             try:
                 yield future.result()
             except LookalikeError as exc:

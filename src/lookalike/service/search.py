@@ -469,7 +469,8 @@ class SearchService:
             raise InvalidImage(
                 f"{field}: image is {len(data)} bytes, larger than the limit of {self._settings.max_query_bytes} bytes"
             )
-        return decode_image(bytes(data), field=field, max_pixels=self._settings.max_image_pixels)
+        return decode_image(bytes(data), field=field, max_pixels=self._settings.max_query_pixels,
+                            wait=self._settings.decode_wait_s)
 
     def _with_bytes(
         self, library: str, results: list[SearchResult], segments: list[SegmentMatch] | None

@@ -9,6 +9,7 @@ a single connection keeps each store's reads consistent with its own writes.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -17,6 +18,22 @@ from pathlib import Path
 
 #: Seconds a writer waits for another process's write lock before SQLite gives up.
 BUSY_TIMEOUT_S = 30.0
+
+
+#: Owner-only: the databases hold tokens' hashes, index keys and every imported image.
+FILE_MODE = 0o600
+
+
+def private_file(path: Path) -> None:
+    """Create ``path`` (if absent) and its existing ``-wal`` / ``-shm`` companions as mode 0600.
+
+    SQLite gives the WAL and shared-memory files the mode of the database file itself, so a
+    0600 database keeps them private too (SQLite's ``unix`` VFS, ``findCreateFileMode``).
+    """
+    os.close(os.open(path, os.O_CREAT | os.O_RDWR, FILE_MODE))
+    for p in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        if p.exists() and p.stat().st_mode & 0o777 != FILE_MODE:
+            os.chmod(p, FILE_MODE)
 
 
 class SQLiteStore:
@@ -28,7 +45,8 @@ class SQLiteStore:
     """
 
     def __init__(self, path: Path, schema: str) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        private_file(path)
         self._lock = threading.RLock()
         self._conn = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None, timeout=BUSY_TIMEOUT_S)
         self._conn.row_factory = sqlite3.Row

@@ -49,6 +49,7 @@ class CreatorGateway:
         brands: brand ids -> names for ``filters.brands``.
         locations: the location dictionary (``filters.locations`` ids are checked against it).
         max_image_pixels: the query image's largest width x height, pixels.
+        decode_wait_s: seconds a query waits for the process's decode budget before 503 Busy.
     """
 
     def __init__(
@@ -58,12 +59,14 @@ class CreatorGateway:
         brands: Brands,
         locations: Locations,
         max_image_pixels: int,
+        decode_wait_s: float | None = None,
     ) -> None:
         self._access = access
         self._search = search
         self._brands = brands
         self._locations = locations
         self._max_image_pixels = max_image_pixels
+        self._decode_wait_s = decode_wait_s
 
     def authenticate(self, authorization: str | None) -> TokenRecord:
         """The token of an ``Authorization: Bearer <token>`` header. Raises Unauthorized (401)."""
@@ -93,7 +96,7 @@ class CreatorGateway:
 
         Raises:
             Unauthorized (401), InvalidParameter / InvalidImage (400), RateLimited (429),
-            PaymentRequired (402), ModelUnavailable / ModelMismatch (400).
+            PaymentRequired (402), ModelUnavailable / ModelMismatch (400), Busy (503).
         """
         token = self.authenticate(authorization)
         own = rules(platform)
@@ -103,7 +106,7 @@ class CreatorGateway:
         if query.locations and filters is not None:
             self._locations.validate_ids(filters["locations"], "filters.locations")
         started = time.perf_counter()
-        picture = decode_image(image(), field=image_field, max_pixels=self._max_image_pixels)
+        picture = decode_image(image(), field=image_field, max_pixels=self._max_image_pixels, wait=self._decode_wait_s)
         self._access().admit(token, own.endpoint)
         self._access().require(token, min_cost_milli(own.name))
         found = self._search().search(own.name, picture, query, page=number, page_size=size)

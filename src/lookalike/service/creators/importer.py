@@ -28,7 +28,8 @@ from ...store.creator_store import CreatorStore, PostUpsert
 from ...store.creator_types import (
     PLATFORMS,
 )
-from ..importer import BATCH_SIZE, read_local_file
+from ..importer import BATCH_SIZE
+from ..local_files import read_local_file
 from ..metrics import IMPORTED_CREATORS
 from .lines import BadJson, ParsedCreator, ParsedPost, count_lines, parse_creator, read_jsonl
 
@@ -114,7 +115,8 @@ class CreatorImporter:
             OSError: the file cannot be opened. Otherwise as ``import_creators``.
         """
         return self.import_creators(
-            read_jsonl(path), base_dir=path.resolve().parent, default_platform=default_platform, progress=progress
+            read_jsonl(path), base_dir=path.resolve().parent, default_platform=default_platform, progress=progress,
+            local_files=True,
         )
 
     def import_creators(
@@ -124,6 +126,7 @@ class CreatorImporter:
         base_dir: Path | None = None,
         default_platform: str | None = None,
         progress: Callable[[int], None] | None = None,
+        local_files: bool = False,
     ) -> CreatorImportOutcome:
         """Import (where, decoded JSON line) pairs, one creator each, in order.
 
@@ -140,6 +143,9 @@ class CreatorImporter:
             base_dir: folder relative image paths are resolved against.
             default_platform: platform for lines without ``platform``.
             progress: called with 1 after each item, in input order.
+            local_files: the operator's import (a JSONL file): read any ``image_path`` /
+                ``image_url`` file. Otherwise (HTTP) only files inside
+                ``Settings.import_roots``, none without them (``service.local_files``).
 
         Raises:
             InvalidParameter: ``default_platform`` is not a platform.
@@ -151,7 +157,8 @@ class CreatorImporter:
             raise InvalidParameter(f"platform: must be one of {', '.join(PLATFORMS)}")
         outcome = CreatorImportOutcome()
         with ThreadPoolExecutor(self._workers) as pool:
-            _Pipeline(self, items, base_dir, default_platform, pool, outcome).run(progress)
+            roots = None if local_files else (self._settings.import_roots or ())
+            _Pipeline(self, items, base_dir, default_platform, pool, outcome, roots).run(progress)
         for kind, done in (("imported", outcome.imported), ("unchanged", outcome.unchanged), ("failed", outcome.failed)):
             IMPORTED_CREATORS.labels(outcome=kind).inc(len(done))
         return outcome
@@ -172,7 +179,9 @@ class CreatorImporter:
             )
         return model
 
-    def _load(self, post: ParsedPost, stored_sha: str | None, model: Embedder) -> _Loaded:
+    def _load(
+        self, post: ParsedPost, stored_sha: str | None, model: Embedder, roots: tuple[Path, ...] | None = ()
+    ) -> _Loaded:
         """Read and hash the image; decode and preprocess it only if it is new or changed."""
         where = f"{post.where}.{post.image_field}"
         limit = self._settings.max_import_bytes
@@ -180,7 +189,7 @@ class CreatorImporter:
             data = decode_base64(post.image_base64, field=where, max_bytes=limit)
         else:
             assert post.image_file is not None, "a parsed post has base64 or a file"
-            data = read_local_file(post.image_file, where, limit, self._settings.import_roots)
+            data = read_local_file(post.image_file, where, limit, roots)
         sha = hashlib.sha256(data).hexdigest()
         if sha == stored_sha:
             return _Loaded(sha, None)
@@ -231,7 +240,9 @@ class _Pipeline:
     def __init__(
         self, importer: CreatorImporter, items: Iterable[tuple[str, object]], base_dir: Path | None,
         default_platform: str | None, pool: ThreadPoolExecutor, outcome: CreatorImportOutcome,
+        roots: tuple[Path, ...] | None = (),
     ) -> None:
+        self._roots = roots
         self._imp, self._items, self._pool, self._outcome = importer, iter(items), pool, outcome
         self._base_dir, self._default_platform = base_dir, default_platform
         self._lines: deque[_Entry] = deque()  # admitted, not yet reported, in input order
@@ -273,7 +284,7 @@ class _Pipeline:
             if tail is not None and tail.writes and tail.error is None and tail.submitted < len(tail.creator.posts):
                 post = tail.creator.posts[tail.submitted]
                 self._loads.append(self._pool.submit(
-                    self._imp._load, post, tail.stored.get(post.record.post_id), self.model))
+                    self._imp._load, post, tail.stored.get(post.record.post_id), self.model, self._roots))
                 tail.submitted += 1
             elif len(self._lines) >= LOOKAHEAD_LINES or not self._admit():
                 return

@@ -40,6 +40,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -61,6 +62,10 @@ from .platforms import RULES
 
 MAX_POSTS = 1000
 MAX_ID_CHARS = 256
+#: Largest count (followers, likes, ...): beyond any platform, far inside SQLite's 64-bit integers.
+MAX_COUNT = 10**15
+#: How far in the future a post's ``created_at`` may be (clock skew between systems), seconds.
+FUTURE_SKEW_S = 86_400
 MAX_TEXT_CHARS = 2048
 MAX_LIST_ITEMS = 1000
 IMAGE_FIELDS = ("image_base64", "image_path", "image_url")
@@ -133,6 +138,8 @@ class _Line:
             value = int(value)
         if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
             raise self.error(key, f"{_required(value)}must be an integer >= {minimum}")
+        if value > MAX_COUNT:
+            raise self.error(key, f"must be an integer >= {minimum} and at most {MAX_COUNT}")
         return value
 
     @overload
@@ -288,7 +295,7 @@ def _timestamp(line: _Line, value: object) -> float:
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         if not math.isfinite(value) or value < 0:
             raise line.error("created_at", rule)
-        return float(value)
+        return _not_future(line, float(value))
     if not isinstance(value, str):
         raise line.error("created_at", rule)
     try:
@@ -297,7 +304,17 @@ def _timestamp(line: _Line, value: object) -> float:
         raise line.error("created_at", f"'{value}' is not an ISO 8601 date-time") from None
     if moment.tzinfo is None:  # no offset given: read as UTC, as Modash's timestamps are
         moment = moment.replace(tzinfo=UTC)
-    return moment.timestamp()
+    return _not_future(line, moment.timestamp())
+
+
+def _not_future(line: _Line, seconds: float) -> float:
+    """``seconds`` unless later than now + ``FUTURE_SKEW_S`` (a post cannot be from the future;
+    one that claims so would count as "recent" in ``lastPostedInDays`` for ever)."""
+    limit = time.time() + FUTURE_SKEW_S
+    if seconds > limit:
+        when = datetime.fromtimestamp(limit, UTC).isoformat(timespec="seconds")
+        raise line.error("created_at", f"is in the future (after {when}, now + {FUTURE_SKEW_S // 3600} h of clock skew)")
+    return seconds
 
 
 def _stats(raw: object, where: str, path: str, platform: str) -> dict[str, int]:
