@@ -162,6 +162,7 @@ def test_ties_are_broken_by_key_on_every_path(rng, monkeypatch):
     np.testing.assert_array_equal(results["all"][1], results["small"][1])
     monkeypatch.setattr(vi, "EXACT_ROWS_PER_FETCH", 0)  # small index: force the graph path
     monkeypatch.setattr(vi, "HNSW_MAX_FETCH_FRACTION", 1.0)
+    monkeypatch.setattr(vi, "EXACT_MAX_ROWS", 0)
     got_keys, sims, path = index.search_with_path(dup, 5, allowed_big)
     assert path == SearchPath.HNSW_FILTERED
     assert got_keys.tolist() == expect
@@ -256,6 +257,7 @@ def test_filtered_hnsw_falls_back_to_exact(rng, monkeypatch):
     model = dict(enumerate(vecs))
     monkeypatch.setattr(vi, "EXACT_ROWS_PER_FETCH", 0)  # small index: force the graph path
     monkeypatch.setattr(vi, "HNSW_MAX_FETCH_FRACTION", 1.0)
+    monkeypatch.setattr(vi, "EXACT_MAX_ROWS", 0)
     q = vecs[0]
     # the 30% of rows farthest from the query: none is among the graph's nearest candidates
     far = np.argsort(vecs @ q)[: int(0.3 * n)]
@@ -423,16 +425,18 @@ def test_save_load_round_trip(tmp_path, rng, with_graph):
 
 def test_load_rejects_garbage(tmp_path, rng):
     bad = tmp_path / "bad.vidx"
-    bad.write_bytes(b"not an index")
+    bad.mkdir()
+    (bad / "meta.json").write_bytes(b"not an index")
     with pytest.raises(ValueError):
         VectorIndex.load(bad)
     index = VectorIndex(8)
     index.add(np.arange(10), unit(rng, 10, 8))
     good = tmp_path / "good.vidx"
     index.save(good)
-    bad.write_bytes(good.read_bytes()[:-5])  # truncated
+    live = next(good.glob("live.*"))
+    live.write_bytes(live.read_bytes()[:-5])  # truncated tombstone map
     with pytest.raises(ValueError):
-        VectorIndex.load(bad)
+        VectorIndex.load(good)
     with pytest.raises(FileNotFoundError):
         VectorIndex.load(tmp_path / "missing.vidx")
 
@@ -444,3 +448,66 @@ def test_save_load_empty(tmp_path):
     assert len(loaded) == 0 and loaded.search(np.array([1, 0, 0, 0], np.float32), 3)[0].shape == (
         0,
     )
+
+
+def test_on_disk_index_reopens_with_its_graph_and_memory_mapped_rows(tmp_path, rng, monkeypatch):
+    """A saved index opens without rebuilding its graph and without reading its vectors."""
+    dim, n = 600, 3000  # > 1.5 x compact_dim: candidates come from projected rows
+    vecs = clustered(rng, n, dim)
+    directory = tmp_path / "visual"
+    index = VectorIndex(dim, directory=directory, hnsw_min_size=2000, compact_dim=64)
+    index.add(np.arange(n), vecs)
+    assert index.has_graph and index.projected and not index.graph_loaded
+    index.remove(np.arange(0, n, 7))
+    index.watermark = 42
+    assert index.save()
+    queries = clustered(rng, 10, dim)
+    want = [index.search(q, 10) for q in queries]
+    index.close()
+
+    loaded = VectorIndex.load(directory)
+    assert loaded.graph_loaded and loaded.projected and not loaded.read_only
+    assert isinstance(loaded._vecs.view(), np.memmap)  # mapped, not read into RAM
+    assert (len(loaded), loaded.slots, loaded.watermark) == (len(index), n, 42)
+    for q, w in zip(queries, want, strict=True):
+        assert_same(loaded.search(q, 10), w)
+    # graph candidates re-ranked exactly: the scores are the exact ones of the returned keys
+    monkeypatch.setattr(vi, "HNSW_MAX_FETCH_FRACTION", 1.0)  # small index: allow the graph path
+    keys, sims, path = loaded.search_with_path(queries[0], 10)
+    assert path == SearchPath.HNSW
+    np.testing.assert_allclose(sims, vecs[keys] @ queries[0], rtol=0, atol=1e-5)
+    # a second owner in the same directory opens read-only and never writes the files
+    other = VectorIndex.load(directory)
+    assert other.read_only and not other.save()
+    other.add(np.array([n + 5]), vecs[:1])
+    assert n + 5 in other and n + 5 not in loaded
+    other.close()
+    loaded.close()
+
+
+def test_compaction_drops_tombstones_and_keeps_results(tmp_path, rng):
+    dim, n = 600, 3000
+    vecs = clustered(rng, n, dim)
+    directory = tmp_path / "visual"
+    index = VectorIndex(dim, directory=directory, hnsw_min_size=2000, compact_dim=64)
+    index.add(np.arange(n), vecs)
+    index.remove(np.arange(0, n, 2))
+    index.add(np.array([1, 3]), vecs[[10, 12]])  # replaced: old rows tombstoned
+    before_bytes = sum(p.stat().st_size for p in directory.iterdir())
+    queries = clustered(rng, 10, dim)
+    allowed = np.arange(1, n, 4)
+    want = [(index.search(q, 10), index.search(q, 10, allowed)) for q in queries]
+    assert index.slots == n + 2 and len(index) == n // 2
+    assert index.compact() == n // 2 + 2
+    assert index.slots == len(index) == n // 2
+    assert sum(p.stat().st_size for p in directory.iterdir()) < before_bytes
+    for q, (w, wf) in zip(queries, want, strict=True):
+        assert_same(index.search(q, 10), w)
+        assert_same(index.search(q, 10, allowed), wf)
+    assert index.compact() == 0
+    index.close()
+    again = VectorIndex.load(directory)
+    assert again.graph_loaded and again.slots == n // 2
+    for q, (w, _) in zip(queries, want, strict=True):
+        assert_same(again.search(q, 10), w)
+    again.close()

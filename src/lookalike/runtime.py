@@ -31,6 +31,7 @@ from .store.admin_tokens import AdminTokenStore
 from .store.backends import describe_store, open_store
 from .store.creator_store import CreatorStore
 from .store.index_keys import IndexKeyStore
+from .store.post_index import GraphPostIndex
 from .store.token_store import TokenStore
 
 log = logging.getLogger(__name__)
@@ -123,7 +124,7 @@ class Runtime:
             if platforms:
                 self.creator_search  # noqa: B018 - loads the model
             for platform in platforms:
-                self.creators.snapshot(platform)
+                self.post_index.warm(self.creators.snapshot(platform))
         except Exception:  # noqa: BLE001 - warming is best effort by design
             log.warning("could not warm creator search", exc_info=True)
 
@@ -199,7 +200,13 @@ class Runtime:
             lambda image: model.embed_images([image]).visual[0],
             self.locations.expand,
             calibration=model.info.image_calibration,
+            post_index=self.post_index,
         )
+
+    @cached_property
+    def post_index(self) -> GraphPostIndex:
+        """Candidate stage of creator search on large platforms (built in the background)."""
+        return GraphPostIndex()
 
     def close(self) -> None:
         """Close every database opened, and save the vector indexes."""

@@ -112,6 +112,19 @@ def library_delete(
     console.print(f"deleted library {name}")
 
 
+@library_app.command("compact")
+def library_compact(name: str, data_dir: Path | None = DataDir) -> None:
+    """Rewrite a library's vector files without its deleted images (a server does it on its own)."""
+    rt = open_runtime(data_dir)
+    try:
+        reclaimed = rt.libraries.compact(name)
+    except LookalikeError as exc:
+        fail(exc)
+    finally:
+        rt.close()
+    console.print(f"compacted library {name}: reclaimed {reclaimed} vector rows")
+
+
 def import_source(rt: Runtime, library: str, source: Path, *, quiet: bool = False):
     """Import a folder / CSV / JSONL into ``library``, skipping stored ids (resumable).
 

@@ -1,17 +1,24 @@
-"""In-memory vector index of one embedding field of one library.
+"""Vector index of one embedding field of one library: memory-mapped rows, compact candidates.
 
 A :class:`VectorIndex` holds the L2-normalised float32 embeddings of one field, keyed by the
 store's int64 row ids, and answers top-k cosine-similarity queries, optionally restricted to an
 ``allowed`` set of keys (the rows that pass a metadata filter).
 
-Two search methods, chosen per query by a small planner (:meth:`VectorIndex.search_with_path`):
+Search methods, chosen per query by a small planner (:meth:`VectorIndex.search_with_path`):
 
 * exact: inner products with all live rows, or with the allowed rows gathered block by block,
-  then ``np.argpartition``; recall 1.0, cost proportional to rows x dim.
+  then ``np.argpartition``; recall 1.0, cost proportional to rows x dim. Used below
+  ``hnsw_min_size`` rows and for filters passing at most ``EXACT_MAX_ROWS`` rows.
+* compact scan: the same over the compact (PCA-projected, 256-d) rows, keeping the best
+  ``RERANK_PER_K * k`` for an exact re-rank: for filters passing many rows of a large index.
 * HNSW: a hierarchical navigable small-world graph (Malkov & Yashunin, "Efficient and robust
   approximate nearest neighbor search using Hierarchical Navigable Small World graphs",
   IEEE TPAMI 42(4), 2018), through hnswlib 0.8, space ``'ip'``. Built lazily once the index
-  holds ``hnsw_min_size`` vectors, then kept in step with every add and remove.
+  holds ``hnsw_min_size`` vectors, then kept in step with every add and remove. It indexes
+  the compact rows; its candidates are re-ranked exactly.
+
+The on-disk format (a directory of memory-mapped row files, the graph and a header) is in
+:mod:`lookalike.index.persist`.
 
 Why a planner (``/work/shared/research/vector-engines.md``, measured on this 2-core machine):
 hnswlib at M=16, efConstruction=128 gives recall@10 0.987 in 0.87 ms over 200k 512-d vectors,
@@ -29,21 +36,20 @@ whichever path served it, and exact ties (duplicate images) are broken by key as
 from __future__ import annotations
 
 import contextlib
-import json
+import fcntl
 import math
 import os
-import shutil
-import struct
-import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 import hnswlib
 import numpy as np
 
-__all__ = ["VectorIndex", "SearchPath"]
+from .persist import META_NAME, RowFile, read_meta, remove_unreferenced, write_meta
+
+__all__ = ["SearchPath", "VectorIndex"]
 
 
 class SearchPath:
@@ -54,7 +60,9 @@ class SearchPath:
     EXACT_FILTERED: Final = "exact-filtered"  # brute force over the allowed rows
     HNSW: Final = "hnsw"  # graph search, no filter
     HNSW_FILTERED: Final = "hnsw-filtered"  # over-fetching graph search, filtered afterwards
-    HNSW_FALLBACK: Final = "hnsw-filtered>exact"  # too few survivors: redone exactly
+    HNSW_FALLBACK: Final = "hnsw-filtered>exact"  # too few survivors: redone by a scan
+    COMPACT: Final = "compact"  # scan of the compact rows, re-ranked exactly
+    COMPACT_FILTERED: Final = "compact-filtered"  # the same over the allowed rows
 
 
 # Planner constants, set from measurements at n=100k, k=10, dim 256 and 1280, on clustered data
@@ -94,9 +102,25 @@ _NORM_TOLERANCE: Final = 1e-3
 _MIN_CAPACITY: Final = 1024
 _GROWTH: Final = 1.5
 
-_MAGIC: Final = b"LKVINDEX"
-_FORMAT_VERSION: Final = 1
-_ALIGN: Final = 64
+# Compact vectors for the candidate stage: 256 principal directions. Measured at 100k x 1280-d
+# clustered vectors (benchmarks/filtered_recall.make_clustered, 200 queries, recall@10 after an
+# exact re-rank; README, Storage): a scan of 256-d projections re-ranking its best 100 / 200
+# gave 0.990 / 0.994, 128-d only 0.962 / 0.975.
+COMPACT_DIM: Final = 256
+# Candidates re-ranked exactly: RERANK_PER_K per wanted result up to 10 results, then 2 more per
+# result (a deep request, e.g. creator search's 512 candidates, needs a thinner margin), at least
+# RERANK_MIN. Graph candidates at 256-d reached recall@10 0.974 with 200 and need ~400 for 0.98+.
+RERANK_PER_K: Final = 40
+RERANK_MIN: Final = 200
+# A filter passing at most this many rows is always scanned exactly in full precision: a gather
+# of 16k x 1280-d rows costs ~5-10 ms and makes small filtered searches exact (recall 1.0).
+EXACT_MAX_ROWS: Final = 16_384
+# Rows sampled to fit the projection (a 1280 x 1280 eigendecomposition, ~1 s).
+_PROJECTION_SAMPLE: Final = 20_000
+# Floats per block when writing compact rows and inserting into the graph (bounded memory).
+_BUILD_BLOCK: Final = 1 << 24
+_LOCK_NAME: Final = "lock"
+_SUFFIX: Final = {"vectors": "f32", "keys": "i64", "compact": "f32"}
 
 
 # --------------------------------------------------------------------------------------------
@@ -266,31 +290,37 @@ def _as_keys(keys: object, name: str) -> np.ndarray:
 
 
 class VectorIndex:
-    """Embeddings of one field of one library, in memory, searchable by cosine similarity.
+    """Embeddings of one field of one library, searchable by cosine similarity.
 
-    Vectors live in one contiguous float32 matrix ``(capacity, dim)`` whose first ``len(self)``
-    rows ("slots") are the live vectors; removal moves the last live row into the hole, so a
-    full scan never touches dead rows. Keys are int64 (the store's row ids).
+    Storage is append-only, by slot: a vector is written once at the next free slot of a
+    ``(slots, dim)`` float32 matrix (:class:`~lookalike.index.persist.RowFile`, memory-mapped
+    when the index has a ``directory``); replacing a key appends a new row and tombstones the
+    old one, removing a key tombstones its row. Tombstoned rows cost disk and scan time until
+    :meth:`compact` rewrites the files without them. Keys are int64 (the store's row ids).
 
-    Once ``hnsw_min_size`` vectors are present an hnswlib graph (space ``'ip'``, labels = keys)
-    is built and then updated on every add and remove: a replaced key is updated in place
-    (hnswlib re-links the point), a removed key is marked deleted, and new keys reuse the slots of
-    deleted points (``allow_replace_deleted``), so the graph never holds more points than the
-    peak live count. The graph keeps its own copy of the vectors: memory is about
-    ``2 x n x dim x 4`` bytes plus ``n x M x 8`` bytes of links.
+    Candidate stage and exact re-rank: once ``hnsw_min_size`` vectors are live, an hnswlib
+    graph (space ``'ip'``, labels = keys) is built over *compact* vectors: each row projected
+    onto the top ``compact_dim`` principal directions of the library's own vectors (the
+    eigenvectors of the uncentred second-moment matrix of a sample, so inner products are
+    preserved as well as any rank-r map can; Eckart-Young), e.g. 1280-d -> 256-d, a fifth of the
+    bytes. Fields of at most ``1.5 * compact_dim`` dims are not projected. Graph candidates,
+    and candidates of a scan over the compact rows, are re-ranked with the full-precision rows,
+    so every returned similarity is the exact one (:func:`_rescore`); recall, not score, is
+    what the compact stage may cost (measured in README, Storage).
 
-    Thread safety: any number of concurrent :meth:`search` calls (numpy and hnswlib release the
-    GIL) against one writer at a time; :meth:`add` and :meth:`remove` are applied atomically with
-    respect to searches.
+    Thread safety: any number of concurrent :meth:`search` calls against one writer at a time;
+    :meth:`add`, :meth:`remove` and :meth:`compact` are atomic with respect to searches, and
+    :meth:`compact` lets searches run while it copies.
 
     Args:
         dim: vector dimension (> 0).
-        hnsw_min_size: number of live vectors at which the graph is first built; below it every
-            query is a scan, which is both exact and fast at that size.
+        directory: where the index lives on disk (created; any index there is replaced), or
+            None for an index in RAM only (it can still be written out with :meth:`save`).
+        hnsw_min_size: number of live vectors at which the graph is first built.
         M: HNSW out-degree (hnswlib ``M``).
         ef_construction: HNSW build beam width.
-        ef_search: HNSW query beam width; a query asking the graph for more candidates than
-            this (large k, filtered over-fetch) widens its beam to that count.
+        ef_search: HNSW query beam width (widened to the candidate count a query asks for).
+        compact_dim: dimensions of the compact (projected) vectors.
 
     Raises:
         ValueError: a parameter out of range.
@@ -298,45 +328,118 @@ class VectorIndex:
     Attributes:
         watermark: an int the owner sets to record how far the index reflects its durable rows
             (e.g. the last applied change id); saved and restored with the index, not used here.
+        graph_loaded: True when the graph was read from disk by :meth:`load` (not built).
+        read_only: True when another process owns the directory (see :meth:`load`): searches
+            and changes work, in this process's memory only, and :meth:`save` is a no-op.
     """
 
     def __init__(
         self,
         dim: int,
         *,
+        directory: Path | str | None = None,
         hnsw_min_size: int = 20_000,
         M: int = 16,
         ef_construction: int = 128,
         ef_search: int = 128,
+        compact_dim: int = COMPACT_DIM,
     ) -> None:
         if int(dim) <= 0:
             raise ValueError(f"dim must be > 0, got {dim}")
         if int(hnsw_min_size) < 1:
             raise ValueError(f"hnsw_min_size must be >= 1, got {hnsw_min_size}")
-        if int(M) < 2 or int(ef_construction) < 1 or int(ef_search) < 1:
-            raise ValueError("M must be >= 2, ef_construction and ef_search >= 1")
+        if int(M) < 2 or int(ef_construction) < 1 or int(ef_search) < 1 or int(compact_dim) < 1:
+            raise ValueError("M must be >= 2, ef_construction, ef_search and compact_dim >= 1")
         self.dim = int(dim)
         self.hnsw_min_size = int(hnsw_min_size)
         self.M = int(M)
         self.ef_construction = int(ef_construction)
         self.ef_search = int(ef_search)
+        self.compact_dim = int(compact_dim)
         self.watermark: int = 0
+        self.graph_loaded = False
+        self.read_only = False
 
         self._lock = _RWLock()
-        self._n = 0
-        self._vecs = np.empty((0, self.dim), dtype=np.float32)
-        self._keys = np.empty(0, dtype=np.int64)
+        # Writers (add, remove, compact) queue here first, so compact can copy under the read
+        # lock (searches go on) while no writer changes the rows it copies.
+        self._write_gate = threading.Lock()
+        self._dir = None if directory is None else Path(directory)
+        self._lock_fd: int | None = None
+        self._gen = 1
+        self._files: dict[str, Any] = {}  # kind -> file name (None: absent), as in meta.json
+        if self._dir is not None:
+            self._dir.mkdir(parents=True, exist_ok=True)
+            if not self._take_ownership():
+                raise RuntimeError(f"{self._dir}: vector index in use by another process")
+            # A new index replaces whatever was there (a damaged or outdated cache).
+            with contextlib.suppress(FileNotFoundError):
+                (self._dir / META_NAME).unlink()
+            remove_unreferenced(self._dir, {_LOCK_NAME})
+        self._vecs = self._new_rows("vectors", self.dim, "<f4")
+        self._keys = self._new_rows("keys", 1, "<i8")
+        self._live = np.zeros(0, dtype=bool)
+        self._n_live = 0
+        self._proj: np.ndarray | None = None
+        self._compact: RowFile | None = None
         self._map = _KeyMap()
+        self._live_slots: np.ndarray | None = None
         self._graph: hnswlib.Index | None = None
         # Keys removed from the index whose points may still sit (marked deleted) in the graph;
         # re-adding one must unmark it first, because hnswlib refuses to update a deleted point
         # when replacement of deleted points is enabled.
         self._graph_dead: set[int] = set()
 
+    @classmethod
+    def over(cls, vectors: np.ndarray, **options: Any) -> VectorIndex:
+        """An index in RAM whose keys are the row numbers of ``vectors`` ((n, dim) float32,
+        L2-normalised rows, not checked), searching that array in place (no copy of the full
+        vectors; the compact rows and the graph are built when n >= ``hnsw_min_size``).
+
+        For a read-only matrix such as a creator-post snapshot; ``options`` as for the
+        constructor (without ``directory``).
+        """
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        index = cls(int(vectors.shape[1]), **options)
+        n = int(vectors.shape[0])
+        index._vecs = RowFile.wrap(vectors)
+        index._keys = RowFile.wrap(np.arange(n, dtype=np.int64)[:, None])
+        index._live = np.ones(n, dtype=bool)
+        index._n_live = n
+        index._map.set(np.arange(n, dtype=np.int64), np.arange(n, dtype=np.int64), n)
+        if n >= index.hnsw_min_size:
+            index._build_graph()
+        return index
+
+    def _new_rows(self, kind: str, width: int, dtype: str) -> RowFile:
+        if self._dir is None:
+            return RowFile(None, width, dtype)
+        name = f"{kind}.{self._gen}.{_SUFFIX[kind]}"
+        self._files[kind] = name
+        return RowFile(self._dir / name, width, dtype, create=True)
+
+    def _take_ownership(self) -> bool:
+        """Lock ``directory/lock`` for this object's lifetime; False if another holder has it."""
+        assert self._dir is not None
+        fd = os.open(self._dir / _LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            return False
+        self._lock_fd = fd
+        return True
+
+    def close(self) -> None:
+        """Release the directory (unsaved changes stay unsaved: call :meth:`save` first)."""
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
     # ---------------------------------------------------------------- introspection
 
     def __len__(self) -> int:
-        return self._n
+        return self._n_live
 
     def __contains__(self, key: object) -> bool:
         try:
@@ -349,18 +452,39 @@ class VectorIndex:
     def keys(self) -> np.ndarray:
         """Live keys, ``(len(self),)`` int64, in slot order (a copy)."""
         with self._lock.read():
-            return self._keys[: self._n].copy()
+            return self._keys.view()[self._live_slot_array(), 0].astype(np.int64)
 
     @property
     def has_graph(self) -> bool:
-        """Whether the HNSW graph has been built."""
+        """Whether the HNSW graph exists (built or loaded)."""
         return self._graph is not None
+
+    @property
+    def projected(self) -> bool:
+        """Whether candidates come from compact (projected) vectors."""
+        return self._proj is not None
+
+    @property
+    def slots(self) -> int:
+        """Rows written, live or tombstoned (what :meth:`compact` reduces to ``len(self)``)."""
+        return self._vecs.rows
+
+    @property
+    def directory(self) -> Path | None:
+        return self._dir
 
     def __repr__(self) -> str:
         return (
-            f"VectorIndex(dim={self.dim}, n={self._n}, graph={self._graph is not None}, "
-            f"watermark={self.watermark})"
+            f"VectorIndex(dim={self.dim}, n={self._n_live}, slots={self.slots}, "
+            f"graph={self._graph is not None}, projected={self.projected}, watermark={self.watermark})"
         )
+
+    def _live_slot_array(self) -> np.ndarray:
+        cached = self._live_slots
+        if cached is None:
+            cached = np.flatnonzero(self._live[: self._vecs.rows]).astype(np.int64)
+            self._live_slots = cached
+        return cached
 
     # ---------------------------------------------------------------- mutation
 
@@ -373,10 +497,10 @@ class VectorIndex:
             vectors: ``(n, dim)`` float32 (other float dtypes are converted), each row finite and
                 L2-normalised (norm within 1e-3 of 1).
 
-        The call that brings the index to ``hnsw_min_size`` vectors builds the graph, holding
-        the write lock meanwhile (searches wait): O(n log n), measured 15-23 s for 100k 256-d
-        and 50-85 s for 100k 1280-d vectors on 2 cores. Later adds insert into the graph at
-        about the same cost per vector.
+        The call that brings the index to ``hnsw_min_size`` vectors builds the graph (searches
+        wait): the projection fit plus O(n log n) graph inserts, measured 29 s for 100k 1280-d
+        vectors projected to 256-d on 2 cores (50-85 s unprojected). Later adds insert into the
+        graph at about the same cost per vector.
 
         Raises:
             ValueError: shape mismatch, non-finite values or a row that is not unit length.
@@ -398,29 +522,36 @@ class VectorIndex:
         if rev_unique.shape[0] != keys.shape[0]:
             pick = np.sort(keys.shape[0] - 1 - rev_first)
             keys, vectors = keys[pick], vectors[pick]
+        with self._write_gate:
+            # Projected under the gate: a concurrent add may have just fitted the projection.
+            compact = None if self._proj is None else vectors @ self._proj
+            with self._lock.write():
+                self._apply_add(keys, vectors, compact)
 
-        with self._lock.write():
-            slots = self._map.lookup(keys)
-            old = slots >= 0
-            if old.any():
-                self._vecs[slots[old]] = vectors[old]
-            new = ~old
-            n_new = int(new.sum())
-            if n_new:
-                self._reserve(self._n + n_new)
-                new_slots = np.arange(self._n, self._n + n_new, dtype=np.int64)
-                self._vecs[new_slots] = vectors[new]
-                self._keys[new_slots] = keys[new]
-                self._n += n_new
-                self._map.set(keys[new], new_slots, self._n)
-
-            if self._graph is not None:
-                self._graph_add(keys, vectors, old)
-            elif self._n >= self.hnsw_min_size:
-                self._build_graph()
+    def _apply_add(self, keys: np.ndarray, vectors: np.ndarray, compact: np.ndarray | None) -> None:
+        """The body of :meth:`add` (write lock held)."""
+        old_slots = self._map.lookup(keys)
+        old = old_slots >= 0
+        self._live[old_slots[old]] = False
+        slots = self._vecs.append(vectors)
+        self._keys.append(keys[:, None])
+        if self._compact is not None and compact is not None:
+            self._compact.append(compact)
+        if self._live.shape[0] < self._vecs.capacity:
+            grown = np.zeros(self._vecs.capacity, dtype=bool)
+            grown[: self._live.shape[0]] = self._live
+            self._live = grown
+        self._live[slots] = True
+        self._n_live += int((~old).sum())
+        self._map.set(keys, slots, self._n_live)
+        self._live_slots = None
+        if self._graph is not None:
+            self._graph_add(keys, vectors if compact is None else compact, old)
+        elif self._n_live >= self.hnsw_min_size:
+            self._build_graph()
 
     def remove(self, keys: np.ndarray) -> None:
-        """Remove keys; unknown keys are ignored.
+        """Remove keys (tombstones); unknown keys are ignored.
 
         Args:
             keys: ``(m,)`` integer keys.
@@ -431,55 +562,70 @@ class VectorIndex:
         keys = _as_keys(keys, "keys")
         if keys.shape[0] == 0:
             return
-        with self._lock.write():
+        with self._write_gate, self._lock.write():
             slots = self._map.lookup(keys)
-            slots = np.unique(slots[slots >= 0])
+            found = slots >= 0
+            slots = np.unique(slots[found])
             if slots.shape[0] == 0:
                 return
-            gone_keys = self._keys[slots].copy()
-            n_after = self._n - slots.shape[0]
-            # Fill the holes below n_after with the surviving rows above it, keeping the live
-            # rows contiguous in [0, n_after).
-            holes = slots[slots < n_after]
-            tail = np.arange(n_after, self._n, dtype=np.int64)
-            movers = tail[~np.isin(tail, slots, assume_unique=True)]
+            gone_keys = self._keys.view()[slots, 0].astype(np.int64)
+            self._live[slots] = False
+            self._n_live -= slots.shape[0]
             self._map.delete(gone_keys)
-            if holes.shape[0]:
-                self._vecs[holes] = self._vecs[movers]
-                self._keys[holes] = self._keys[movers]
-                self._map.set(self._keys[holes], holes, n_after)
-            self._n = n_after
+            self._live_slots = None
             if self._graph is not None:
                 for k in gone_keys.tolist():
                     self._graph.mark_deleted(_label(k))
                     self._graph_dead.add(k)
 
-    def _reserve(self, rows: int) -> None:
-        cap = self._vecs.shape[0]
-        if rows <= cap:
-            return
-        new_cap = max(rows, int(cap * _GROWTH), _MIN_CAPACITY)
-        vecs = np.empty((new_cap, self.dim), dtype=np.float32)
-        vecs[: self._n] = self._vecs[: self._n]
-        keys = np.empty(new_cap, dtype=np.int64)
-        keys[: self._n] = self._keys[: self._n]
-        self._vecs, self._keys = vecs, keys
+    def _fit_projection(self) -> np.ndarray | None:
+        """(dim, r) float32: top-r eigenvectors of the second-moment matrix of a sample of
+        live rows, or None when the field is small enough to search unprojected."""
+        r = self.compact_dim
+        if self.dim <= 1.5 * r:
+            return None
+        live = self._live_slot_array()
+        rng = np.random.default_rng(self.dim)  # deterministic: same rows, same projection
+        sample = np.sort(rng.choice(live, size=min(live.shape[0], _PROJECTION_SAMPLE), replace=False))
+        rows = np.asarray(self._vecs.view()[sample], dtype=np.float64)
+        _, eigvecs = np.linalg.eigh(rows.T @ rows)
+        return np.ascontiguousarray(eigvecs[:, ::-1][:, :r], dtype=np.float32)
 
     def _build_graph(self) -> None:
-        """Build the HNSW graph over all live rows (called with the write lock held)."""
-        n = self._n
-        graph = hnswlib.Index(space="ip", dim=self.dim)
+        """Fit the projection, write the compact rows and build the HNSW graph over the live
+        rows (called with the write lock held)."""
+        self._proj = self._fit_projection()
+        if self._proj is not None:
+            self._files["projection"] = None
+            compact = self._new_rows("compact", self._proj.shape[1], "<f4")
+            vecs = self._vecs.view()
+            block = max(1, _BUILD_BLOCK // self.dim)
+            for start in range(0, vecs.shape[0], block):
+                compact.append(np.asarray(vecs[start : start + block]) @ self._proj)
+            self._compact = compact
+        graph_dim = self.dim if self._proj is None else self._proj.shape[1]
+        graph = hnswlib.Index(space="ip", dim=graph_dim)
         graph.init_index(
-            max_elements=max(n, self._vecs.shape[0], _MIN_CAPACITY),
+            max_elements=max(self._n_live, _MIN_CAPACITY),
             M=self.M,
             ef_construction=self.ef_construction,
             random_seed=100,
             allow_replace_deleted=True,
         )
         graph.set_ef(self.ef_search)
-        graph.add_items(self._vecs[:n], self._keys[:n].view(np.uint64))
+        live = self._live_slot_array()
+        source = self._graph_rows()
+        keys = self._keys.view()[:, 0]
+        block = max(1, _BUILD_BLOCK // graph_dim)
+        for start in range(0, live.shape[0], block):
+            part = live[start : start + block]
+            graph.add_items(np.asarray(source[part]), np.asarray(keys[part]).view(np.uint64))
         self._graph = graph
         self._graph_dead = set()
+
+    def _graph_rows(self) -> np.ndarray:
+        """The rows the graph indexes: compact ones when projected, else the full vectors."""
+        return self._vecs.view() if self._compact is None else self._compact.view()
 
     def _graph_add(self, keys: np.ndarray, vectors: np.ndarray, old: np.ndarray) -> None:
         graph = self._graph
@@ -505,8 +651,53 @@ class VectorIndex:
             if needed > graph.max_elements:
                 graph.resize_index(max(needed, int(graph.max_elements * _GROWTH)))
             graph.add_items(vectors[fresh], keys[fresh].view(np.uint64), replace_deleted=True)
-        if graph.element_count == self._n:
+        if graph.element_count == self._n_live:
             self._graph_dead.clear()  # no deleted point left in the graph
+
+    def compact(self) -> int:
+        """Rewrite the rows without tombstones; returns the number of rows reclaimed.
+
+        Copies the live rows to new files block by block (bounded memory) while searches go on
+        (writers wait), then swaps them in and, for an index on disk, saves it, so the old
+        files are deleted. Keys, vectors and the graph are unchanged: graph labels are keys.
+
+        Raises:
+            RuntimeError: the directory is owned by another process (``read_only``).
+            OSError: the files cannot be written.
+        """
+        if self.read_only:
+            raise RuntimeError(f"{self._dir}: vector index in use by another process")
+        with self._write_gate:
+            with self._lock.read():
+                live = self._live_slot_array()
+                reclaimed = self._vecs.rows - live.shape[0]
+                if reclaimed == 0:
+                    return 0
+                self._gen += 1
+                vecs = self._copy_rows(self._vecs, "vectors", live)
+                keys = self._copy_rows(self._keys, "keys", live)
+                compact = None if self._compact is None else self._copy_rows(self._compact, "compact", live)
+            with self._lock.write():
+                n = live.shape[0]
+                self._vecs, self._keys, self._compact = vecs, keys, compact
+                self._live = np.zeros(max(n, vecs.capacity), dtype=bool)
+                self._live[:n] = True
+                self._map = _KeyMap()
+                self._map.set(np.asarray(keys.view()[:, 0], dtype=np.int64), np.arange(n, dtype=np.int64), n)
+                self._live_slots = None
+        if self._dir is not None:
+            self.save()
+        return int(reclaimed)
+
+    def _copy_rows(self, rows: RowFile, kind: str, live: np.ndarray) -> RowFile:
+        if self._dir is None:
+            out = RowFile(None, rows.width, rows.dtype.str)
+            out.reserve(live.shape[0])
+            out.append(rows.view()[live])
+            return out
+        name = f"{kind}.{self._gen}.{_SUFFIX[kind]}"
+        self._files[kind] = name
+        return rows.copy_to(self._dir / name, live)
 
     # ---------------------------------------------------------------- search
 
@@ -547,17 +738,24 @@ class VectorIndex:
         allowed_keys = None if allowed is None else _as_keys(allowed, "allowed")
 
         with self._lock.read():
-            n = self._n
+            n = self._n_live
             if n == 0 or k == 0:
                 return _empty(SearchPath.EMPTY)
             graph = self._graph if n >= self.hnsw_min_size else None
+            zq = q if self._proj is None else q @ self._proj
+            # Unprojected graph candidates are already ranked by the full vectors; projected
+            # ones need a deeper pool for the exact re-rank to recover the true top-k.
+            fetch_all = k if self._proj is None else max(self.ef_search, _pool(k))
 
             if allowed_keys is None:
-                if graph is None or k > HNSW_MAX_FETCH_FRACTION * n:
-                    return (*self._exact(q, k, None), SearchPath.EXACT)
-                hit = self._graph_query(graph, q, k)
+                live = self._live_slot_array()
+                if graph is None:
+                    return (*self._exact(q, k, live), SearchPath.EXACT)
+                if fetch_all > HNSW_MAX_FETCH_FRACTION * n:
+                    return (*self._candidates(q, zq, k, live), self._scan_path(False))
+                hit = self._graph_query(graph, zq, fetch_all)
                 if hit is None:
-                    return (*self._exact(q, k, None), SearchPath.EXACT)
+                    return (*self._candidates(q, zq, k, live), self._scan_path(False))
                 return (*self._finish(hit, q, k), SearchPath.HNSW)
 
             slots = self._map.lookup(allowed_keys)
@@ -565,30 +763,36 @@ class VectorIndex:
             m = slots.shape[0]
             if m == 0:
                 return _empty(SearchPath.EMPTY)
+            if graph is None or m <= EXACT_MAX_ROWS:
+                return (*self._exact(q, k, slots), SearchPath.EXACT_FILTERED)
             s = m / n
-            fetch = max(math.ceil(OVERFETCH * k / s), self.ef_search)
+            fetch = max(math.ceil(OVERFETCH * k / s), self.ef_search, fetch_all)
             if (
-                graph is None
-                or s < HNSW_MIN_SELECTIVITY
+                s < HNSW_MIN_SELECTIVITY
                 or m <= EXACT_ROWS_PER_FETCH * fetch
                 or fetch > HNSW_MAX_FETCH_FRACTION * n
             ):
-                return (*self._exact(q, k, slots), SearchPath.EXACT_FILTERED)
-            # Asking hnswlib for ef_search results costs the same as asking for k (the beam is
-            # ef_search wide anyway), and every extra candidate may pass the filter.
-            hit = self._graph_query(graph, q, fetch)
+                return (*self._candidates(q, zq, k, slots), self._scan_path(True))
+            hit = self._graph_query(graph, zq, fetch)
             if hit is not None:
-                mask = np.zeros(n, dtype=bool)
+                mask = np.zeros(self._vecs.rows, dtype=bool)
                 mask[slots] = True
                 hit = hit[mask[hit]]
                 if hit.shape[0] >= k:
                     return (*self._finish(hit, q, k), SearchPath.HNSW_FILTERED)
-            return (*self._exact(q, k, slots), SearchPath.HNSW_FALLBACK)
+            return (*self._candidates(q, zq, k, slots), SearchPath.HNSW_FALLBACK)
+
+    def _scan_path(self, filtered: bool) -> str:
+        if self._compact is None:
+            return SearchPath.EXACT_FILTERED if filtered else SearchPath.EXACT
+        return SearchPath.COMPACT_FILTERED if filtered else SearchPath.COMPACT
 
     def _graph_query(self, graph: hnswlib.Index, q: np.ndarray, fetch: int) -> np.ndarray | None:
         """Slots of up to ``fetch`` graph neighbours, or None if hnswlib cannot fill the request."""
+        # hnswlib searches with a beam of max(ef, k), so a large request widens the beam
+        # without touching the shared ef setting.
         try:
-            labels, _ = graph.knn_query(q, k=min(fetch, self._n), num_threads=1)
+            labels, _ = graph.knn_query(q, k=min(fetch, self._n_live), num_threads=1)
         except RuntimeError:
             # hnswlib raises when deleted points leave it fewer than k reachable results.
             return None
@@ -596,22 +800,35 @@ class VectorIndex:
         return slots[slots >= 0]
 
     def _finish(self, slots: np.ndarray, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        sims = _rescore(self._vecs, slots, q)
-        keys = self._keys[slots]
+        slots = np.unique(slots)
+        rows = self._vecs.gather(slots)
+        sims = _rescore(rows, np.arange(slots.shape[0]), q)
+        keys = np.asarray(self._keys.view()[slots, 0], dtype=np.int64)
         top = _order(keys, sims, k)
         return keys[top], sims[top]
 
-    def _exact(
-        self, q: np.ndarray, k: int, slots: np.ndarray | None
+    def _candidates(
+        self, q: np.ndarray, zq: np.ndarray, k: int, slots: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Exact top-k over all live rows (``slots`` None) or over the rows ``slots``."""
-        n = self._n
-        if slots is None:
-            scores = self._scan(q)
-        elif slots.shape[0] > GATHER_MAX_FRACTION * n:
-            scores = self._scan(q)[slots]
+        """Top-k over the rows ``slots``: a scan of the compact rows for the best
+        ``_pool(k)``, re-ranked exactly; an exact scan when
+        the index is not projected."""
+        if self._compact is None:
+            return self._exact(q, k, slots)
+        want = _pool(k)
+        scores = self._scan(self._compact.view(), zq, slots)
+        total = scores.shape[0]
+        if want < total:
+            slots = slots[np.argpartition(scores, total - want)[total - want :]]
+        return self._finish(slots, q, k)
+
+    def _exact(self, q: np.ndarray, k: int, slots: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Exact top-k over the rows ``slots`` (full-precision vectors)."""
+        vecs = self._vecs.view()
+        if slots.shape[0] > GATHER_MAX_FRACTION * vecs.shape[0]:
+            scores = self._scan(vecs, q)[slots]
         else:
-            scores = self._scan(q, slots)
+            scores = self._scan(vecs, q, slots)
         total = scores.shape[0]
         if k < total:
             top = np.argpartition(scores, total - k)[total - k :]
@@ -622,17 +839,15 @@ class VectorIndex:
             cand = np.flatnonzero(scores >= kth - tol)
         else:
             cand = np.arange(total)
-        cand_slots = cand if slots is None else slots[cand]
-        if slots is not None:
-            uniq = np.unique(cand_slots)
-            if uniq.shape[0] < min(k, total) and uniq.shape[0] < cand_slots.shape[0]:
-                # Duplicate allowed keys crowded the top-k: redo over distinct rows.
-                return self._exact(q, k, np.unique(slots))
-            cand_slots = uniq
+        cand_slots = np.unique(slots[cand])
+        if cand_slots.shape[0] < min(k, total) and cand_slots.shape[0] < cand.shape[0]:
+            # Duplicate allowed keys crowded the top-k: redo over distinct rows.
+            return self._exact(q, k, np.unique(slots))
         return self._finish(cand_slots, q, k)
 
-    def _scan(self, q: np.ndarray, slots: np.ndarray | None = None) -> np.ndarray:
-        """Inner products (float32) of ``q`` with all live rows, or with the rows ``slots``.
+    @staticmethod
+    def _scan(vecs: np.ndarray, q: np.ndarray, slots: np.ndarray | None = None) -> np.ndarray:
+        """Inner products (float32) of ``q`` with all rows of ``vecs``, or with the rows ``slots``.
 
         Works in blocks of about _BLOCK_FLOATS floats: each block's product is small enough for
         OpenBLAS to run it on the calling thread, and a gathered block stays in cache. On this
@@ -640,16 +855,16 @@ class VectorIndex:
         its second thread (100k x 256: 16 ms vs 8.5 ms blocked; 1k gathered rows x 1280:
         8 ms vs 0.7 ms), and gathering all allowed rows first costs a full extra copy.
         """
-        vecs = self._vecs
-        rows = self._n if slots is None else slots.shape[0]
-        block = max(1, _BLOCK_FLOATS // self.dim)
+        dim = vecs.shape[1]
+        rows = vecs.shape[0] if slots is None else slots.shape[0]
+        block = max(1, _BLOCK_FLOATS // dim)
         out = np.empty(rows, dtype=np.float32)
         if slots is None:
             for start in range(0, rows, block):
                 stop = min(rows, start + block)
                 np.matmul(vecs[start:stop], q, out=out[start:stop])
             return out
-        buf = np.empty((min(block, rows), self.dim), dtype=np.float32)
+        buf = np.empty((min(block, rows), dim), dtype=np.float32)
         for start in range(0, rows, block):
             stop = min(rows, start + block)
             part = buf[: stop - start]
@@ -674,149 +889,198 @@ class VectorIndex:
 
     # ---------------------------------------------------------------- persistence
 
-    def save(self, path: Path | str) -> None:
-        """Write the index (keys, vectors, HNSW graph, parameters, ``watermark``) to one file.
+    def save(self, directory: Path | str | None = None) -> bool:
+        """Make the index durable in ``directory`` (default: its own), format in ``persist``.
 
-        The file is written beside ``path`` under a temporary name, fsynced, then moved over
-        ``path`` with ``os.replace``, so a reader sees the old file or the new one, never half a
-        file. With a graph, the vectors are stored once, inside hnswlib's own file.
+        In its own directory: fsync the appended rows, write the tombstone map and the graph
+        under a new generation, then replace ``meta.json`` atomically and delete the previous
+        generation's files; a crash at any point leaves the previous or the new index. To
+        another directory (or from RAM): write a compacted copy there, the same way.
+
+        Returns:
+            False when nothing was written (the directory is owned by another process).
 
         Raises:
-            OSError: the file cannot be written.
+            ValueError: an index in RAM saved without a directory.
+            OSError: the files cannot be written.
         """
-        path = Path(path)
+        target = self._dir if directory is None else Path(directory)
+        if target is None:
+            raise ValueError("an index in RAM needs a directory to save to")
+        if self._dir is not None and target.resolve() == self._dir.resolve():
+            if self.read_only:
+                return False
+            with self._write_gate, self._lock.read():
+                self._save_own()
+            return True
         with self._lock.read():
-            n = self._n
-            header = {
-                "format": _FORMAT_VERSION,
+            copy = self._export(target)
+        copy.close()
+        return True
+
+    def _save_own(self) -> None:
+        assert self._dir is not None
+        self._gen += 1
+        gen = self._gen
+        for rows in (self._vecs, self._keys, self._compact):
+            if rows is not None:
+                rows.trim()
+        files = dict(self._files)
+        n = self._vecs.rows
+        files["live"] = f"live.{gen}.u8"
+        _write_file(self._dir / files["live"], self._live[:n].astype(np.uint8).tobytes())
+        if self._proj is not None:
+            files["projection"] = f"projection.{gen}.f32"
+            _write_file(self._dir / files["projection"], self._proj.astype("<f4").tobytes())
+        else:
+            files["projection"] = None
+        if self._graph is not None:
+            files["graph"] = f"graph.{gen}.hnsw"
+            self._graph.save_index(str(self._dir / files["graph"]))
+            _fsync_file(self._dir / files["graph"])
+        else:
+            files["graph"] = None
+        if self._compact is None:
+            files["compact"] = None
+        write_meta(
+            self._dir,
+            {
                 "dim": self.dim,
                 "hnsw_min_size": self.hnsw_min_size,
                 "M": self.M,
                 "ef_construction": self.ef_construction,
                 "ef_search": self.ef_search,
+                "compact_dim": self.compact_dim,
                 "watermark": int(self.watermark),
-                "n": n,
-                "graph": self._graph is not None,
-                "graph_bytes": 0,
-            }
-            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-            graph_tmp = None
-            try:
-                if self._graph is not None:
-                    gfd, graph_tmp = tempfile.mkstemp(
-                        dir=path.parent, prefix=f".{path.name}.", suffix=".hnsw.tmp"
-                    )
-                    os.close(gfd)
-                    self._graph.save_index(graph_tmp)
-                    header["graph_bytes"] = os.path.getsize(graph_tmp)
-                with os.fdopen(fd, "wb") as f:
-                    fd = -1
-                    _write_header(f, header)
-                    _write_array(f, self._keys[:n].astype("<i8", copy=False))
-                    if graph_tmp is None:
-                        _write_array(f, self._vecs[:n].astype("<f4", copy=False))
-                    else:
-                        with open(graph_tmp, "rb") as g:
-                            shutil.copyfileobj(g, f, 1 << 22)
-                    f.flush()
-                    os.fsync(f.fileno())
-                os.replace(tmp, path)
-                tmp = None
-            finally:
-                if fd != -1:
-                    os.close(fd)
-                if tmp is not None:
-                    with contextlib.suppress(FileNotFoundError):
-                        os.unlink(tmp)
-                if graph_tmp is not None:
-                    with contextlib.suppress(FileNotFoundError):
-                        os.unlink(graph_tmp)
-        with contextlib.suppress(OSError):
-            dfd = os.open(path.parent, os.O_RDONLY)
-            try:
-                os.fsync(dfd)
-            finally:
-                os.close(dfd)
+                "slots": n,
+                "live": self._n_live,
+                "gen": gen,
+                "files": files,
+            },
+        )
+        self._files = files
+        remove_unreferenced(self._dir, {f for f in files.values() if f} | {_LOCK_NAME})
+
+    def _export(self, target: Path) -> VectorIndex:
+        """A compacted copy of this index in ``target`` (called under the read lock)."""
+        copy = VectorIndex(
+            self.dim,
+            directory=target,
+            hnsw_min_size=self.hnsw_min_size,
+            M=self.M,
+            ef_construction=self.ef_construction,
+            ef_search=self.ef_search,
+            compact_dim=self.compact_dim,
+        )
+        live = self._live_slot_array()
+        n = live.shape[0]
+        copy._vecs = self._vecs.copy_to(target / str(copy._files["vectors"]), live)
+        copy._keys = self._keys.copy_to(target / str(copy._files["keys"]), live)
+        if self._compact is not None:
+            copy._files["compact"] = f"compact.{copy._gen}.f32"
+            copy._compact = self._compact.copy_to(target / copy._files["compact"], live)
+        copy._proj = self._proj
+        copy._live = np.ones(n, dtype=bool)
+        copy._n_live = n
+        copy._map.set(np.asarray(copy._keys.view()[:, 0], dtype=np.int64), np.arange(n, dtype=np.int64), n)
+        copy._graph = self._graph  # saved by copy._save_own; labels are keys, slots do not matter
+        copy.watermark = self.watermark
+        copy._save_own()
+        copy._graph = None
+        return copy
 
     @classmethod
-    def load(cls, path: Path | str) -> VectorIndex:
-        """Read an index written by :meth:`save`.
+    def load(cls, directory: Path | str) -> VectorIndex:
+        """Open an index saved by :meth:`save`: the row files are memory-mapped (not read), the
+        keys and tombstones read, the graph loaded by hnswlib (``graph_loaded`` is then True).
 
-        The graph part goes through a temporary file beside ``path`` (hnswlib loads from a
-        path only).
+        The index owns the directory (an exclusive ``flock`` on ``directory/lock``) until
+        :meth:`close`; if another process (or object) owns it, it opens ``read_only``: the
+        files are mapped copy-on-write and changes stay in this process's memory.
 
         Raises:
-            FileNotFoundError: no file at ``path``.
-            ValueError: not an index file, an unknown format version, a truncated or otherwise
-                inconsistent file.
-            OSError: the file or the temporary file cannot be read or written.
+            FileNotFoundError: no index in ``directory``.
+            ValueError: not an index, an unknown format, or files inconsistent with the header.
+            OSError: a file cannot be read.
         """
-        path = Path(path)
-        with open(path, "rb") as f:
-            try:
-                return cls._load(f, path)
-            except (KeyError, TypeError, RuntimeError) as e:
-                # hnswlib reports a bad graph (e.g. a key missing from it) as RuntimeError.
-                raise ValueError(f"{path}: corrupt index file ({e!r})") from None
+        directory = Path(directory)
+        if not directory.is_dir():
+            raise FileNotFoundError(f"no vector index at {directory}")
+        meta = read_meta(directory)
+        try:
+            return cls._load(directory, meta)
+        except (KeyError, TypeError, RuntimeError) as e:
+            # hnswlib reports a bad graph as RuntimeError.
+            raise ValueError(f"{directory}: corrupt vector index ({e!r})") from None
 
     @classmethod
-    def _load(cls, f, path: Path) -> VectorIndex:
-        header, data_start = _read_header(f)
-        n, dim = int(header["n"]), int(header["dim"])
-        graph_bytes = int(header["graph_bytes"])
-        expected = data_start + 8 * n + (graph_bytes if header["graph"] else 4 * n * dim)
-        size = os.fstat(f.fileno()).st_size
-        if size != expected:
-            raise ValueError(f"{path}: corrupt index file ({size} bytes, expected {expected})")
-        index = cls(
-            dim,
-            hnsw_min_size=int(header["hnsw_min_size"]),
-            M=int(header["M"]),
-            ef_construction=int(header["ef_construction"]),
-            ef_search=int(header["ef_search"]),
-        )
-        index.watermark = int(header["watermark"])
-        f.seek(data_start)
-        keys = _read_array(f, np.dtype("<i8"), n).astype(np.int64, copy=False)
-        graph = None
-        if not header["graph"]:
-            vectors = _read_array(f, np.dtype("<f4"), n * dim).reshape(n, dim)
-        else:
-            gfd, graph_tmp = tempfile.mkstemp(
-                dir=path.parent, prefix=f".{path.name}.", suffix=".hnsw.tmp"
-            )
-            try:
-                with os.fdopen(gfd, "wb") as g:
-                    _copy_exact(f, g, graph_bytes)
-                graph = hnswlib.Index(space="ip", dim=dim)
-                graph.load_index(graph_tmp, max_elements=0, allow_replace_deleted=True)
-            finally:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(graph_tmp)
-            if graph.dim != dim:
-                raise ValueError(f"{path}: graph dimension {graph.dim} != {dim}")
+    def _load(cls, directory: Path, meta: dict) -> VectorIndex:
+        index = cls.__new__(cls)
+        index.dim = int(meta["dim"])
+        index.hnsw_min_size = int(meta["hnsw_min_size"])
+        index.M = int(meta["M"])
+        index.ef_construction = int(meta["ef_construction"])
+        index.ef_search = int(meta["ef_search"])
+        index.compact_dim = int(meta["compact_dim"])
+        index.watermark = int(meta["watermark"])
+        index.graph_loaded = False
+        index._lock = _RWLock()
+        index._write_gate = threading.Lock()
+        index._dir = directory
+        index._lock_fd = None
+        index._gen = int(meta["gen"])
+        index._files = dict(meta["files"])
+        index.read_only = not index._take_ownership()
+        private = index.read_only
+        files = index._files
+        n = int(meta["slots"])
+        index._vecs = RowFile(directory / files["vectors"], index.dim, "<f4", n, private=private)
+        index._keys = RowFile(directory / files["keys"], 1, "<i8", n, private=private)
+        live = np.fromfile(directory / files["live"], dtype=np.uint8)
+        if live.shape[0] != n:
+            raise ValueError(f"{directory}: tombstone map holds {live.shape[0]} slots, expected {n}")
+        index._live = np.zeros(max(n, index._vecs.capacity), dtype=bool)
+        index._live[:n] = live.astype(bool)
+        index._live_slots = None
+        index._n_live = int(index._live.sum())
+        if index._n_live != int(meta["live"]):
+            raise ValueError(f"{directory}: {index._n_live} live slots, header says {meta['live']}")
+        index._proj = None
+        index._compact = None
+        if files.get("projection"):
+            proj = np.fromfile(directory / files["projection"], dtype="<f4")
+            r = proj.shape[0] // index.dim
+            if proj.shape[0] != index.dim * r or r == 0:
+                raise ValueError(f"{directory}: projection of {proj.shape[0]} floats for dim {index.dim}")
+            index._proj = proj.reshape(index.dim, r).astype(np.float32)
+            index._compact = RowFile(directory / files["compact"], r, "<f4", n, private=private)
+        index._map = _KeyMap()
+        live_slots = index._live_slot_array()
+        index._map.set(np.asarray(index._keys.view()[live_slots, 0], dtype=np.int64), live_slots, index._n_live)
+        index._graph = None
+        index._graph_dead = set()
+        if files.get("graph"):
+            gdim = index.dim if index._proj is None else index._proj.shape[1]
+            graph = hnswlib.Index(space="ip", dim=gdim)
+            graph.load_index(str(directory / files["graph"]), max_elements=0, allow_replace_deleted=True)
+            if graph.dim != gdim:
+                raise ValueError(f"{directory}: graph dimension {graph.dim} != {gdim}")
             graph.set_ef(index.ef_search)
-            if n:
-                vectors = np.ascontiguousarray(
-                    graph.get_items(keys.view(np.uint64), return_type="numpy"),
-                    dtype=np.float32,
-                ).reshape(n, dim)
-            else:
-                vectors = np.empty((0, dim), dtype=np.float32)
-        index._vecs = np.ascontiguousarray(vectors, dtype=np.float32)
-        index._keys = keys.copy()
-        index._n = n
-        index._map.set(index._keys, np.arange(n, dtype=np.int64), n)
-        if graph is not None:
             index._graph = graph
-            if graph.element_count > n:
-                index._graph_dead = set(graph.get_ids_list()) - set(keys.tolist())
+            index.graph_loaded = True
+            if graph.element_count > index._n_live:
+                # Points of removed keys stay in the graph, marked deleted.
+                live_keys = set(index._keys.view()[live_slots, 0].tolist())
+                index._graph_dead = set(graph.get_ids_list()) - live_keys
         return index
 
 
 # --------------------------------------------------------------------------------------------
-# file format: MAGIC | u32 version | u32 header length | JSON header | pad to 64 | keys int64 |
-# vectors float32 (no graph) or hnswlib's save_index bytes (graph)
+
+
+def _pool(k: int) -> int:
+    """Candidates to re-rank exactly for k results (see RERANK_PER_K)."""
+    return max(RERANK_MIN, RERANK_PER_K * min(k, 10) + 2 * max(0, k - 10))
 
 
 def _label(key: int) -> int:
@@ -828,54 +1092,16 @@ def _empty(path: str) -> tuple[np.ndarray, np.ndarray, str]:
     return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32), path
 
 
-def _write_header(f, header: dict) -> None:
-    body = json.dumps(header, sort_keys=True).encode()
-    head = _MAGIC + struct.pack("<II", _FORMAT_VERSION, len(body)) + body
-    f.write(head + b"\0" * (-len(head) % _ALIGN))
-
-
-def _read_header(f) -> tuple[dict, int]:
-    fixed = f.read(len(_MAGIC) + 8)
-    if len(fixed) < len(_MAGIC) + 8 or fixed[: len(_MAGIC)] != _MAGIC:
-        raise ValueError("not a Lookalike vector index file")
-    version, length = struct.unpack("<II", fixed[len(_MAGIC) :])
-    if version != _FORMAT_VERSION:
-        raise ValueError(f"unsupported vector index format version {version}")
-    body = f.read(length)
-    if len(body) != length:
-        raise ValueError("corrupt index file (truncated header)")
+def _fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
     try:
-        header = json.loads(body)
-    except ValueError as e:
-        raise ValueError(f"corrupt index file header: {e}") from None
-    head_len = len(fixed) + length
-    return header, head_len + (-head_len % _ALIGN)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
-def _write_array(f, arr: np.ndarray) -> None:
-    if arr.size:
-        f.write(memoryview(np.ascontiguousarray(arr).reshape(-1)).cast("B"))
-
-
-def _read_array(f, dtype: np.dtype, count: int) -> np.ndarray:
-    arr = np.empty(count, dtype=dtype)
-    if count == 0:
-        return arr
-    view = memoryview(arr).cast("B")
-    done = 0
-    while done < view.nbytes:
-        got = f.readinto(view[done:])
-        if not got:
-            raise ValueError("corrupt index file (truncated data)")
-        done += got
-    return arr
-
-
-def _copy_exact(src, dst, nbytes: int) -> None:
-    remaining = nbytes
-    while remaining:
-        chunk = src.read(min(remaining, 1 << 22))
-        if not chunk:
-            raise ValueError("corrupt index file (truncated graph)")
-        dst.write(chunk)
-        remaining -= len(chunk)
+def _write_file(path: Path, data: bytes) -> None:
+    with open(path, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())

@@ -65,6 +65,15 @@ class LibraryService:
         """Delete the library and all its images. Raises ``LibraryNotFound``."""
         self._store.delete_library(name)
 
+    def compact(self, name: str) -> int:
+        """Reclaim the vector storage of deleted images now; returns the rows reclaimed.
+
+        Raises:
+            LibraryNotFound: no such library.
+            Conflict: a running server holds the library's index (it compacts in the background).
+        """
+        return self._store.compact(name)
+
     def model_for(self, library: LibraryRecord) -> Embedder:
         """The model the library was built with.
 

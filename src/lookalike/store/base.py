@@ -144,6 +144,18 @@ class Store(Protocol):
         """
         ...
 
+    def compact(self, library: str) -> int:
+        """Reclaim the space of deleted (or replaced) images in the library's vector storage now,
+        instead of waiting for the store to do it in the background; searches keep working
+        meanwhile. Returns the number of vector rows reclaimed (0 when nothing was to do, or for
+        an engine that compacts on its own).
+
+        Raises:
+            LibraryNotFound: no such library.
+            Conflict: the storage is held by another process and cannot be compacted from here.
+        """
+        ...
+
     def warm(self, library: str) -> None:
         """Prepare a library for fast searches (load caches); optional work, never required."""
         ...

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,6 +47,10 @@ CREATE TABLE IF NOT EXISTS images (
     UNIQUE (library_id, image_id)
 );
 CREATE INDEX IF NOT EXISTS images_seq ON images(library_id, seq);
+-- Covers the image records (not the embeddings) in row order, so opening a library with a saved
+-- index reads ~100 bytes a row instead of walking table pages laid out around 5 KB vectors
+-- (measured at 1M rows: 27 s of page reads by the table scan).
+CREATE INDEX IF NOT EXISTS images_records ON images(library_id, row_id, seq, image_id, image_uri, tags, created_at);
 CREATE TABLE IF NOT EXISTS image_bytes (
     row_id INTEGER PRIMARY KEY REFERENCES images(row_id) ON DELETE CASCADE,
     data BLOB NOT NULL
@@ -337,6 +341,71 @@ class Catalog(SQLiteStore):
             vectors=vectors,
             deleted=np.fromiter((r["row_id"] for r in deleted), dtype=np.int64, count=len(deleted)),
         )
+
+    def iter_changes(
+        self, library_id: int, seq: int, dims: dict[str, int], *, with_vectors: bool = True, batch: int = 8192
+    ) -> Iterator[ChangedRows]:
+        """``changes_since`` in chunks of at most ``batch`` rows, so memory stays bounded.
+
+        Rows are those written after ``seq`` up to the library's ``seq`` when the call starts
+        (the first chunk's ``seq``; later writes are left for the next catch-up), read in
+        ``row_id`` order; the first chunk also carries every deletion in that range. Each chunk
+        is its own read transaction: a row changed meanwhile moves past the range and is read
+        by the next catch-up, a row deleted meanwhile is simply not read.
+        """
+        with self._read() as conn:
+            row = conn.execute("SELECT seq FROM libraries WHERE id = ?", (library_id,)).fetchone()
+            now_seq = row["seq"] if row else seq
+            count = conn.execute(
+                "SELECT COUNT(*) FROM images WHERE library_id = ? AND seq > ? AND seq <= ?", (library_id, seq, now_seq)
+            ).fetchone()[0]
+            deleted = conn.execute(
+                "SELECT row_id FROM deletions WHERE library_id = ? AND seq > ? AND seq <= ?", (library_id, seq, now_seq)
+            ).fetchall()
+        gone = np.fromiter((r["row_id"] for r in deleted), dtype=np.int64, count=len(deleted))
+        columns = "visual, semantic" if with_vectors else "NULL AS visual, NULL AS semantic"
+        # Few changed rows: one read through the (library_id, seq) index. Many (opening a
+        # library): page in row_id order, through the covering images_records index when no
+        # vectors are wanted, else through the table (NOT INDEXED makes SQLite walk the rowid
+        # b-tree from the cursor instead of sorting the whole seq index per page).
+        paged = count > batch
+        source = "images NOT INDEXED" if with_vectors else "images INDEXED BY images_records"
+        cursor = -1
+        while True:
+            with self._read() as conn:
+                if paged:
+                    rows = conn.execute(
+                        f"SELECT row_id, image_id, image_uri, tags, created_at, {columns} FROM {source}"
+                        " WHERE library_id = ? AND row_id > ? AND seq > ? AND seq <= ? ORDER BY row_id LIMIT ?",
+                        (library_id, cursor, seq, now_seq, batch),
+                    ).fetchall()
+                else:
+                    rows = conn.execute(
+                        f"SELECT row_id, image_id, image_uri, tags, created_at, {columns} FROM images"
+                        " WHERE library_id = ? AND seq > ? AND seq <= ? ORDER BY row_id",
+                        (library_id, seq, now_seq),
+                    ).fetchall()
+            yield _changed(rows, dims, now_seq, gone)
+            gone = np.zeros(0, dtype=np.int64)
+            if not paged or len(rows) < batch:
+                return
+            cursor = rows[-1]["row_id"]
+
+
+def _changed(rows: list[sqlite3.Row], dims: dict[str, int], seq: int, deleted: np.ndarray) -> ChangedRows:
+    row_ids = np.fromiter((r["row_id"] for r in rows), dtype=np.int64, count=len(rows))
+    vectors: dict[str, np.ndarray] = {}
+    for f, dim in dims.items():
+        if rows and rows[0][f] is not None:
+            buf = b"".join(r[f] for r in rows)
+            vectors[f] = np.frombuffer(buf, dtype=np.float32).reshape(len(rows), dim)
+    # One JSON parse per chunk instead of one per row: opening a 1M library parses every tag set.
+    tags = json.loads("[" + ",".join(r["tags"] for r in rows) + "]")
+    images = [
+        ImageRecord(image_id=r["image_id"], image_uri=r["image_uri"], tags=t, created_at=r["created_at"])
+        for r, t in zip(rows, tags, strict=True)
+    ]
+    return ChangedRows(seq=seq, row_ids=row_ids, images=images, vectors=vectors, deleted=deleted)
 
 
 def _blob(vector: np.ndarray) -> bytes:

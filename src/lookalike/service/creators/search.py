@@ -30,6 +30,8 @@ from ...errors import InvalidParameter, ModelMismatch
 from ...models.base import ScoreCalibration
 from ...scoring import to_score
 from ...store.creator_types import CreatorColumns, CreatorRecord, CreatorSnapshot, PostColumns, PostRecord
+from ...store.post_index import PostIndex
+from .candidates import rank_with_candidates
 from .filters import CreatorQuery
 from .platforms import check_platform
 
@@ -149,6 +151,8 @@ class CreatorSearchService:
         calibration: the embedding model's ``image_calibration`` (cosine -> score).
         match_threshold: the score a post needs to match (``MATCH_THRESHOLD``).
         bonus: weight of further matches in relevance (``MULTI_MATCH_BONUS``).
+        post_index: candidate stage for large platforms (``candidates``: the page stays
+            the exact scan's); None scores every counted post.
     """
 
     def __init__(
@@ -161,7 +165,9 @@ class CreatorSearchService:
         calibration: ScoreCalibration,
         match_threshold: float = MATCH_THRESHOLD,
         bonus: float = MULTI_MATCH_BONUS,
+        post_index: PostIndex | None = None,
     ) -> None:
+        self._post_index = post_index
         self._source = source
         self._embed = embed
         self._expand_locations = expand_locations
@@ -193,7 +199,13 @@ class CreatorSearchService:
         if counted.size == 0:
             return CreatorPage(total=0, profiles=[])
         vector = np.asarray(self._embed(image), dtype=np.float32).reshape(-1)
-        ranking = self.rank(snapshot, vector, counted)
+        if self._post_index is None or vector.shape[0] != snapshot.posts.vectors.shape[1]:
+            ranking = self.rank(snapshot, vector, counted)  # (a size mismatch raises there)
+        else:
+            ranking = rank_with_candidates(
+                self.rank, self._post_index, snapshot, vector, counted, (page + 1) * page_size,
+                threshold=self._threshold, bonus=self._bonus, calibration=self._calibration,
+            )
         chosen = np.arange(page * page_size, min((page + 1) * page_size, len(ranking)))
         return CreatorPage(total=len(ranking), profiles=self._hydrate(snapshot, ranking, chosen))
 
