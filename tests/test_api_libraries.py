@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from conftest import PHOTOS, admin_headers, b64, encode, photo
 
 API = "/api/v1/operators/image-search"
@@ -36,7 +38,8 @@ def test_create_get_list_delete_library(client):
 
 
 def test_library_errors(client):
-    assert _create(client).status_code == 201
+    r = _create(client)
+    assert r.status_code == 201, r.text
     r = _create(client)
     assert r.status_code == 409 and r.json()["status"] == "ALREADY_EXISTS"
     r = _create(client, "bad name!")
@@ -198,3 +201,24 @@ def test_import_roots_confine_server_side_file_reads(settings, models, tmp_path)
         for uri in (str(other / "coffee.jpg"), str(allowed / ".." / "other" / "coffee.jpg")):
             r = _import(c, "lib", [{"image_id": "out", "image_uri": uri}])
             assert r.status_code == 400 and "inside this server's import folders" in r.json()["message"]
+
+
+def test_lone_surrogates_are_a_400_not_a_500(client):
+    # JSON's "\ud800" escape decodes to a lone surrogate, which no UTF-8 store can hold.
+    def send(method, path, body):
+        return client.request(method, f"{API}{path}", content=json.dumps(body),  # ensure_ascii: \ud800 escapes
+                              headers={"content-type": "application/json"})
+
+    r = _create(client)
+    assert r.status_code == 201, r.text
+    pixels = b64(encode(photo("coffee")))
+    for image in ({"image_id": "a", "image_base64": pixels, "tags": {"k": "\ud800"}},
+                  {"image_id": "a", "image_base64": pixels, "tags": {"\udfff": 1}},
+                  {"image_id": "x\ud800", "image_base64": pixels}):
+        r = send("POST", "/libraries/lib/images", {"images": [image]})
+        assert r.status_code == 400, r.text
+        assert r.json()["status"] == "INVALID_PARAMETER" and "valid Unicode" in r.json()["message"]
+    assert client.get(f"{API}/libraries/lib/images").json()["data"] == []
+    assert _import(client, "lib", [{"image_id": "a", "image_base64": pixels, "tags": {"k": "ok"}}]).status_code == 201
+    r = send("PATCH", "/libraries/lib/images/a", {"tags": {"k": "\ud800"}})
+    assert r.status_code == 400 and "tags.k" in r.json()["message"]

@@ -35,7 +35,19 @@ def check_image_id(image_id: object, field: str = "image_id") -> str:
     """Raises ``InvalidParameter`` unless a non-empty string of at most 256 characters."""
     if not isinstance(image_id, str) or not image_id or len(image_id) > MAX_IMAGE_ID_CHARS:
         raise InvalidParameter(f"{field}: must be a non-empty string of at most {MAX_IMAGE_ID_CHARS} characters")
+    if not _is_unicode(image_id):
+        raise InvalidParameter(f"{field}: must be valid Unicode (a lone surrogate such as \\ud800 is not)")
     return image_id
+
+
+def _is_unicode(text: str) -> bool:
+    """False for strings holding lone surrogates (JSON's ``"\\ud800"`` decodes to one): they are not
+    Unicode scalar values, so no UTF-8 store (SQLite, Milvus) can hold them (RFC 8259 section 8.2)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def check_tags(tags: object, field: str = "tags") -> dict[str, object]:
@@ -54,6 +66,8 @@ def check_tags(tags: object, field: str = "tags") -> dict[str, object]:
     for key, value in tags.items():
         if not isinstance(key, str) or not key or len(key) > MAX_TAG_KEY_CHARS:
             raise InvalidParameter(f"{field}: keys must be non-empty strings of at most {MAX_TAG_KEY_CHARS} characters")
+        if not _is_unicode(key):
+            raise InvalidParameter(f"{field}: keys must be valid Unicode (a lone surrogate such as \\ud800 is not)")
         where = f"{field}.{key}"
         if isinstance(value, bool):
             continue
@@ -64,6 +78,8 @@ def check_tags(tags: object, field: str = "tags") -> dict[str, object]:
         if isinstance(value, str):
             if len(value) > MAX_TAG_VALUE_CHARS:
                 raise InvalidParameter(f"{where}: strings must be at most {MAX_TAG_VALUE_CHARS} characters")
+            if not _is_unicode(value):
+                raise InvalidParameter(f"{where}: must be valid Unicode (a lone surrogate such as \\ud800 is not)")
             continue
         raise InvalidParameter(f"{where}: must be a string, number or boolean (got {type(value).__name__})")
     return dict(tags)
