@@ -116,12 +116,8 @@ def test_imports_only_run_down_the_layers():
 
 
 def test_the_package_imports_itself_relatively():
-    # models/ and index/ still use absolute imports; their owners convert them (issue 13).
-    pending = ("models", "index")
     bad = []
     for path in sorted(PACKAGE.rglob("*.py")):
-        if _unit(_module(path)) in pending:
-            continue
         for node in ast.walk(ast.parse(path.read_text(), str(path))):
             absolute = (isinstance(node, ast.ImportFrom) and not node.level and (node.module or "").startswith("lookalike")) or (
                 isinstance(node, ast.Import) and any(a.name.split(".")[0] == "lookalike" for a in node.names))

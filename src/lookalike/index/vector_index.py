@@ -20,7 +20,7 @@ Search methods, chosen per query by a small planner (:meth:`VectorIndex.search_w
 The on-disk format (a directory of memory-mapped row files, the graph and a header) is in
 :mod:`lookalike.index.persist`.
 
-Why a planner (``/work/shared/research/vector-engines.md``, measured on this 2-core machine):
+Why a planner (``docs/research.md``, "Vector engines", measured on this 2-core machine):
 hnswlib at M=16, efConstruction=128 gives recall@10 0.987 in 0.87 ms over 200k 512-d vectors,
 but graph search under a selective filter loses recall unless it falls back to an exact search,
 and an exact search over a pre-gathered 1% subset costs 0.05 ms. So selective filters (and

@@ -18,10 +18,10 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from lookalike.errors import ModelUnavailable
-from lookalike.models.base import Embedder, ImageEmbeddings, ModelInfo, ScoreCalibration
-from lookalike.models.clip import CLIP_PREFIX
-from lookalike.models.efficientnet import DEFAULT_MODEL_ID, MODELS, image_only_model_id, variant_installed
+from ..errors import ModelUnavailable
+from .base import Embedder, ImageEmbeddings, ModelInfo, ScoreCalibration
+from .clip import CLIP_PREFIX
+from .efficientnet import DEFAULT_MODEL_ID, MODELS, image_only_model_id, variant_installed
 
 __all__ = [
     "DEFAULT_MODEL_ID",
@@ -77,12 +77,12 @@ def load_model(model_id: str, cache_dir: Path) -> Embedder:
 
 def _build(model_id: str, cache_dir: Path) -> Embedder:
     if model_id in MODELS:
-        from lookalike.models.efficientnet import EfficientNetConSE
+        from .efficientnet import EfficientNetConSE
 
         space = _text_space(MODELS[model_id].text_space, cache_dir)
         return EfficientNetConSE(model_id, cache_dir, text_encoder=space)
     if model_id.startswith(CLIP_PREFIX):
-        from lookalike.models.clip import ClipEmbedder
+        from .clip import ClipEmbedder
 
         return ClipEmbedder(model_id, cache_dir)
     raise ModelUnavailable(
@@ -94,8 +94,8 @@ def _build(model_id: str, cache_dir: Path) -> Embedder:
 def _text_space(kind: str, cache_dir: Path) -> TextSpace:
     """One ConSE text space of each kind per cache dir, shared by the EfficientNet variants;
     both kinds share one MiniLM encoder."""
-    from lookalike.models.text_encoder import MiniLMEncoder
-    from lookalike.models.text_space import build_text_space
+    from .text_encoder import MiniLMEncoder
+    from .text_space import build_text_space
 
     key = str(cache_dir.resolve())
     with _lock:
@@ -121,9 +121,9 @@ def available_model_ids() -> list[str]:
 
 
 if TYPE_CHECKING:  # pragma: no cover
-    from lookalike.models.detector import U2NetpDetector
-    from lookalike.models.text_encoder import MiniLMEncoder
-    from lookalike.models.text_space import TextSpace
+    from .detector import U2NetpDetector
+    from .text_encoder import MiniLMEncoder
+    from .text_space import TextSpace
 
 _detectors: dict[str, U2NetpDetector] = {}
 
@@ -136,7 +136,7 @@ def load_detector(model_path: Path | None = None) -> U2NetpDetector:
     Raises:
         ModelUnavailable: the weights are not installed or cannot be loaded.
     """
-    from lookalike.models.detector import U2NetpDetector, u2netp_path
+    from .detector import U2NetpDetector, u2netp_path
 
     key = str(u2netp_path(model_path).resolve())
     with _lock:

@@ -24,10 +24,10 @@ from typing import Any, Sequence
 import numpy as np
 from PIL import Image
 
-from lookalike.errors import ModelUnavailable
-from lookalike.models.base import ImageEmbeddings, ModelInfo, ScoreCalibration
-from lookalike.models.efficientnet import to_rgb
-from lookalike.models.onnx_cache import ExportSpec, ensure_onnx, model_dir, open_session, run_pixel_batches
+from ..errors import ModelUnavailable
+from .base import ImageEmbeddings, ModelInfo, ScoreCalibration
+from .efficientnet import to_rgb
+from .onnx_cache import ExportSpec, ensure_onnx, model_dir, open_session, run_pixel_batches
 
 CLIP_PREFIX = "clip:"
 DEFAULT_BATCH_SIZE = 16

@@ -17,7 +17,7 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
-from lookalike.errors import ModelUnavailable
+from ..errors import ModelUnavailable
 
 
 @dataclass(frozen=True)
@@ -194,7 +194,7 @@ def _dynamic_session(path: Path, threads: int | None):
     import onnx
     import onnxruntime as ort
 
-    from lookalike.models.onnx_cache import cpu_threads
+    from .onnx_cache import cpu_threads
 
     try:
         graph = onnx.load(str(path))

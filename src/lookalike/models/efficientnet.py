@@ -41,10 +41,10 @@ from typing import Sequence
 import numpy as np
 from PIL import Image
 
-from lookalike.errors import ModelUnavailable
-from lookalike.models.base import ImageEmbeddings, ModelInfo, ScoreCalibration
-from lookalike.models.onnx_cache import ExportSpec, ensure_onnx, model_dir, open_session, run_pixel_batches
-from lookalike.models.text_space import TEXT_SPACE_DIMS, TextSpace, build_text_space
+from ..errors import ModelUnavailable
+from .base import ImageEmbeddings, ModelInfo, ScoreCalibration
+from .onnx_cache import ExportSpec, ensure_onnx, model_dir, open_session, run_pixel_batches
+from .text_space import TEXT_SPACE_DIMS, TextSpace, build_text_space
 
 MULTILINGUAL_SUFFIX = "-multilingual"
 DEFAULT_MODEL_ID = "efficientnet-lite0" + MULTILINGUAL_SUFFIX

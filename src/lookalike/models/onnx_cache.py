@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from lookalike.errors import ModelUnavailable
+from ..errors import ModelUnavailable
 
 if TYPE_CHECKING:  # pragma: no cover
     import onnxruntime

@@ -17,8 +17,8 @@ from typing import Sequence
 
 import numpy as np
 
-from lookalike.errors import ModelUnavailable
-from lookalike.models.onnx_cache import ExportSpec, ensure_onnx, model_dir, open_session
+from ..errors import ModelUnavailable
+from .onnx_cache import ExportSpec, ensure_onnx, model_dir, open_session
 
 MINILM_ID = "all-MiniLM-L6-v2"
 MINILM_DIM = 384
