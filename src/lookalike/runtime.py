@@ -28,10 +28,10 @@ from .service.search import SearchService
 from .service.thumbnails import ThumbnailService
 from .store import Store
 from .store.admin_tokens import AdminTokenStore
-from .store.backends import describe_store, open_store
+from .store.backends import describe_store, open_post_index, open_store
 from .store.creator_store import CreatorStore
 from .store.index_keys import IndexKeyStore
-from .store.post_index import GraphPostIndex
+from .store.post_index import PostIndex
 from .store.token_store import TokenStore
 
 log = logging.getLogger(__name__)
@@ -204,9 +204,10 @@ class Runtime:
         )
 
     @cached_property
-    def post_index(self) -> GraphPostIndex:
-        """Candidate stage of creator search on large platforms (built in the background)."""
-        return GraphPostIndex()
+    def post_index(self) -> PostIndex:
+        """Candidate stage of creator search on large platforms (built in the background): in
+        Milvus when ``LOOKALIKE_STORE`` names Milvus, else in-process graphs."""
+        return open_post_index(self.store)
 
     def close(self) -> None:
         """Close every database opened, and save the vector indexes."""

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import sys
 import warnings
 from pathlib import Path
 
 from .base import Store
 from .embedded import EmbeddedStore
+from .post_index import GraphPostIndex, PostIndex
 
-__all__ = ["EMBEDDED", "describe_store", "open_store"]
+__all__ = ["EMBEDDED", "describe_store", "open_post_index", "open_store"]
 
 EMBEDDED = "embedded"
 
@@ -48,3 +50,15 @@ def describe_store(spec: str) -> str:
     from .milvus_uri import parse_milvus_uri
 
     return parse_milvus_uri(spec).display()
+
+
+def open_post_index(store: Store) -> PostIndex:
+    """The candidate stage of creator search for ``store``'s backend: ``MilvusPostIndex`` (the
+    posts' embeddings copied to Milvus; profiles stay in ``creators.db``) on a ``MilvusStore``,
+    else ``GraphPostIndex`` (in-process graphs)."""
+    milvus = sys.modules.get(f"{__package__}.milvus")  # loaded by open_store for a Milvus URI
+    if milvus is not None and isinstance(store, milvus.MilvusStore):
+        from .milvus_posts import MilvusPostIndex
+
+        return MilvusPostIndex(store)
+    return GraphPostIndex()
