@@ -105,11 +105,18 @@ def test_library_delete_asks_unless_yes(env):
     assert run(env, "library", "delete", "nope", "--yes").exit_code == 2
 
 
-def test_commands_that_need_labelled_sets_say_which_to_pass_on_a_fresh_clone(env, tmp_path):
+def test_creators_demo_uses_packaged_photos_and_eval_says_which_set_to_pass_on_a_fresh_clone(env, tmp_path):
     fresh = {**env, "LOOKALIKE_DATASETS": str(tmp_path / "no-shared")}
-    demo = run(fresh, "creators", "demo", "--out", str(tmp_path / "demo.jsonl"), "--creators", "5", "--seed", "7")
-    assert demo.exit_code == 2 and len(demo.stderr.strip().splitlines()) == 1
-    assert "pass --images DIR" in demo.stderr
+    out = tmp_path / "demo.jsonl"
+    demo = run(fresh, "creators", "demo", "--out", str(out), "--creators", "5", "--seed", "7")
+    assert demo.exit_code == 0, demo.stderr
+    assert "photos installed packages ship" in demo.stderr and "--images DIR" in demo.stderr
+    creators = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(creators) == 5 and all(c["posts"] for c in creators)
+    posts = [Path(p["image_path"]) if Path(p["image_path"]).is_absolute() else out.parent / p["image_path"]
+             for c in creators for p in c["posts"]]
+    assert all(p.is_file() for p in posts)  # real packaged photos, not placeholders
+    assert "mvtb/" in (tmp_path / "demo.photos" / "labels.csv").read_text()
     multi = run(fresh, "eval", "multi-item", "--images", "2")
     assert multi.exit_code == 2 and len(multi.stderr.strip().splitlines()) == 1
     assert "lookalike eval multi-item ../shared/datasets/sop_subset" in multi.stderr

@@ -57,7 +57,7 @@ def creators_demo(
     images: list[Path] | None = typer.Option(
         None, "--images", exists=True, file_okay=False,
         help="Labelled set (images/ + labels.csv); repeat for several (default: every set in $LOOKALIKE_DATASETS,"
-             " else ../shared/datasets)."),
+             " else ../shared/datasets, else the photos installed packages ship, labelled by folder)."),
     holdout: float = typer.Option(0.1, "--holdout", help="Share of each label's photos held out as queries."),
     reference_date: str | None = typer.Option(
         None, "--reference-date", metavar="YYYY-MM-DD",
@@ -66,13 +66,18 @@ def creators_demo(
     """Write demo creators whose posts are real labelled photos, plus held-out query photos."""
     from datetime import UTC, datetime
 
-    from ..evaluation.creator_demo import REFERENCE_DATE, build_demo, default_image_dirs
+    from ..evaluation.creator_demo import REFERENCE_DATE, build_demo, default_image_dirs, packaged_photo_set
 
     dirs = list(images) if images else default_image_dirs()
     if not dirs:
-        fail(ValueError("--images: no labelled photo set found (none in $LOOKALIKE_DATASETS or ../shared/datasets);"
-                        " pass --images DIR, a folder with images/ and labels.csv (path,label), e.g. --images"
-                        " ../shared/datasets/corel1k"))
+        packaged = out.resolve().parent / f"{out.stem}.photos"
+        err.print(f"no labelled photo set in $LOOKALIKE_DATASETS or ../shared/datasets: using the photos installed "
+                  f"packages ship, labelled by folder ({packaged / 'labels.csv'}); --images DIR gives a real "
+                  "labelled set", highlight=False, markup=False)
+        try:
+            dirs = [packaged_photo_set(packaged)]
+        except OSError as exc:
+            fail(exc)
     try:
         day = (datetime.strptime(reference_date, "%Y-%m-%d").replace(tzinfo=UTC)
                if reference_date else REFERENCE_DATE)

@@ -128,6 +128,24 @@ def default_image_dirs() -> list[Path]:
     return sorted(p for p in root.iterdir() if (p / "labels.csv").is_file()) if root is not None else []
 
 
+def packaged_photo_set(folder: Path) -> Path:
+    """Write ``folder/labels.csv`` listing the photos installed packages ship (``lookalike.demo``),
+    each labelled by its source and folder (``mvtb/campus``, ``skimage``), and return ``folder``.
+
+    The labelled set of last resort, so ``creators demo`` runs on a fresh clone without
+    ``../shared``: paths are absolute (``load_labels`` joins them unchanged), and only labels with
+    ``MIN_IMAGES_PER_LABEL`` photos become niches, so the demo is small (two niches with today's
+    packages) and its evaluation figures mean little. Raises ``OSError`` if ``folder`` is not writable.
+    """
+    from ..demo import demo_photos
+
+    rows = [(str(path), "/".join(str(tags[k]) for k in ("source", "folder") if k in tags), "")
+            for path, tags in demo_photos()]
+    folder.mkdir(parents=True, exist_ok=True)
+    _write_atomic(folder / "labels.csv", _csv(("path", "label", "split"), rows))
+    return folder
+
+
 def build_demo(
     image_dirs: Sequence[Path],
     out: Path,
