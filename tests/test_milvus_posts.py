@@ -62,7 +62,7 @@ def _runtime(settings: Settings, models, space: SyntheticSpace) -> tuple[Runtime
     rt = Runtime.open(settings, models=models)
     write_synthetic_platform(rt.creators, space, 400, 12, seed=11, platform=PLATFORM, locations=Locations.load())
     if settings.store != "embedded":
-        rt.post_index._background = False  # sync in the request, so the first search uses Milvus
+        rt.post_index._synced.background = False  # sync in the request, so the first search uses Milvus
         rt.__dict__["post_index"] = Recording(rt.post_index)
     return rt, TestClient(create_app(rt), raise_server_exceptions=False)
 

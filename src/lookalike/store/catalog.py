@@ -309,43 +309,12 @@ class Catalog(SQLiteStore):
                     out[image_id] = np.frombuffer(row[0], dtype=np.float32).copy()
         return out
 
-    def changes_since(
-        self, library_id: int, seq: int, dims: dict[str, int], *, with_vectors: bool = True
-    ) -> ChangedRows:
-        """Rows written after ``seq`` (all live rows for ``seq=0``), read in one snapshot.
-
-        With ``with_vectors=False`` only the image records are read (``vectors`` is empty).
-        """
-        with self._read() as conn:
-            row = conn.execute("SELECT seq FROM libraries WHERE id = ?", (library_id,)).fetchone()
-            now_seq = row["seq"] if row else seq
-            columns = "visual, semantic" if with_vectors else "NULL AS visual, NULL AS semantic"
-            rows = conn.execute(
-                f"SELECT row_id, image_id, image_uri, tags, created_at, {columns} FROM images"
-                " WHERE library_id = ? AND seq > ? ORDER BY row_id",
-                (library_id, seq),
-            ).fetchall()
-            deleted = conn.execute(
-                "SELECT row_id FROM deletions WHERE library_id = ? AND seq > ?", (library_id, seq)
-            ).fetchall()
-        row_ids = np.fromiter((r["row_id"] for r in rows), dtype=np.int64, count=len(rows))
-        vectors: dict[str, np.ndarray] = {}
-        for f, dim in dims.items():
-            if rows and rows[0][f] is not None:
-                buf = b"".join(r[f] for r in rows)
-                vectors[f] = np.frombuffer(buf, dtype=np.float32).reshape(len(rows), dim)
-        return ChangedRows(
-            seq=now_seq,
-            row_ids=row_ids,
-            images=[_image(r) for r in rows],
-            vectors=vectors,
-            deleted=np.fromiter((r["row_id"] for r in deleted), dtype=np.int64, count=len(deleted)),
-        )
-
     def iter_changes(
         self, library_id: int, seq: int, dims: dict[str, int], *, with_vectors: bool = True, batch: int = 8192
     ) -> Iterator[ChangedRows]:
-        """``changes_since`` in chunks of at most ``batch`` rows, so memory stays bounded.
+        """Rows written after ``seq`` (all live rows for ``seq=0``), in chunks of at most ``batch``
+        rows, so memory stays bounded. With ``with_vectors=False`` only the image records are read
+        (``vectors`` is empty).
 
         Rows are those written after ``seq`` up to the library's ``seq`` when the call starts
         (the first chunk's ``seq``; later writes are left for the next catch-up), read in

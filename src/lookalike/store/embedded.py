@@ -60,10 +60,10 @@ class _LibraryState:
         seq = self.seq
         for changes in chunks:
             seq = max(seq, changes.seq)
-            self.apply(changes, bump=False)
+            self._apply(changes)
         self.seq = seq
 
-    def apply(self, changes: ChangedRows, *, bump: bool = True) -> None:
+    def _apply(self, changes: ChangedRows) -> None:
         if changes.deleted.size:
             for key in changes.deleted.tolist():
                 self.images.pop(key, None)
@@ -75,8 +75,6 @@ class _LibraryState:
             self.indexes[name].add(changes.row_ids, vectors)
         if changes.row_ids.size or changes.deleted.size:
             self._columns = None
-        if bump:
-            self.seq = max(self.seq, changes.seq)
 
     def columns(self) -> tuple[np.ndarray, TagColumns]:
         """(row keys (n,) int64, their tags as columns), rebuilt after any change."""

@@ -26,12 +26,12 @@ least twice the limit).
 from __future__ import annotations
 
 import logging
-import threading
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .creator_types import CreatorSnapshot
+from .post_index import VersionedBuilds
 
 if TYPE_CHECKING:
     from .milvus import MilvusStore
@@ -65,10 +65,10 @@ class MilvusPostIndex:
     def __init__(self, store: MilvusStore, min_posts: int = 0, *, background: bool = True) -> None:
         self._store = store
         self._min_posts = int(min_posts)
-        self._background = background
-        self._synced: dict[str, int] = {}  # platform -> snapshot version present in Milvus
-        self._syncing: dict[str, threading.Thread] = {}
-        self._lock = threading.RLock()
+        # per platform: the snapshot version present in Milvus
+        self._synced = VersionedBuilds(self._sync, background=background,
+                                       thread_name="lookalike-milvus-posts",
+                                       on_failure=self._sync_failed)
 
     def top_posts(
         self, snapshot: CreatorSnapshot, vector: np.ndarray, counted: np.ndarray, limit: int
@@ -111,29 +111,12 @@ class MilvusPostIndex:
     # -- sync ------------------------------------------------------------------------------
 
     def _ready(self, snapshot: CreatorSnapshot) -> bool:
-        if len(snapshot.posts) < self._min_posts:
-            return False
-        with self._lock:
-            if self._synced.get(snapshot.platform) == snapshot.version:
-                return True
-            if not self._background:
-                self._sync(snapshot)
-                return True
-            thread = self._syncing.get(snapshot.platform)
-            if thread is None or not thread.is_alive():
-                thread = threading.Thread(target=self._sync_logged, args=(snapshot,), daemon=True,
-                                          name=f"lookalike-milvus-posts-{snapshot.platform}")
-                self._syncing[snapshot.platform] = thread
-                thread.start()
-        return False
+        return len(snapshot.posts) >= self._min_posts and self._synced.get(snapshot) is not None
 
-    def _sync_logged(self, snapshot: CreatorSnapshot) -> None:
-        try:
-            self._sync(snapshot)
-        except Exception:  # noqa: BLE001 - a failed background sync is retried by the next search
-            log.warning("could not copy %s posts to Milvus", snapshot.platform, exc_info=True)
+    def _sync_failed(self, snapshot: CreatorSnapshot) -> None:
+        log.warning("could not copy %s posts to Milvus", snapshot.platform, exc_info=True)
 
-    def _sync(self, snapshot: CreatorSnapshot) -> None:
+    def _sync(self, snapshot: CreatorSnapshot) -> bool:
         """Upsert every post row with ``gen = version``; delete rows past the count."""
         store, posts = self._store, snapshot.posts
         n, gen = len(posts), int(snapshot.version)
@@ -148,10 +131,8 @@ class MilvusPostIndex:
                                  posts.vectors[start:stop].tolist()], timeout=store._t)
                 coll.delete(f"row >= {n}", timeout=store._t)
                 store._wrote(coll)
-        with self._lock:
-            if self._synced.get(snapshot.platform, -1) < gen:
-                self._synced[snapshot.platform] = gen
         log.info("posts of %s (%d, version %d) copied to Milvus", snapshot.platform, n, gen)
+        return True
 
     def _collection(self, snapshot: CreatorSnapshot) -> Any:
         from pymilvus import CollectionSchema, DataType, FieldSchema
