@@ -245,10 +245,7 @@ class SearchService:
         model = self._libraries.model_for(library)
         text = None
         if query_text is not None:
-            text_field, text_vector = self._text_query(library, model, query_text)
-            text_calibration = model.text_calibration_for(query_text)
-            assert text_calibration is not None  # _text_query refuses models without text search
-            text = (text_field, text_vector, text_calibration)
+            text = self._text_query(library, model, query_text)
         picture = self._decode(image, field)
         main, regions = self._regions(picture, library.mode, use_segmentation or return_segments)
         # An item_search library holds items: a query in which no item is detected has nothing
@@ -300,9 +297,7 @@ class SearchService:
         node = parse_filter(tag_filter)
         library = self._libraries.get(library_name, count=False)
         model = self._libraries.model_for(library)
-        field, query = self._text_query(library, model, query_text)
-        calibration = model.text_calibration_for(query_text)
-        assert calibration is not None  # _text_query refuses models without text search
+        field, query, calibration = self._text_query(library, model, query_text)
         fetch = min(MAX_IMAGE_TOP_K, top_k * COLLAPSE_OVERFETCH) if collapse_duplicates else top_k
         results = _scored(self._store.search(library_name, field, query, fetch, node), calibration)
         if collapse_duplicates:
@@ -312,8 +307,10 @@ class SearchService:
         observe_search(library_name, "text", started)
         return results
 
-    def _text_query(self, library: LibraryRecord, model: Embedder, query_text: object) -> tuple[str, np.ndarray]:
-        """(field to search, (dim,) float32 query vector) of a checked ``query_text``.
+    def _text_query(
+        self, library: LibraryRecord, model: Embedder, query_text: object
+    ) -> tuple[str, np.ndarray, ScoreCalibration]:
+        """(field to search, (dim,) float32 query vector, score knots) of a checked ``query_text``.
 
         Raises:
             InvalidParameter: not a non-empty string of at most ``MAX_QUERY_TEXT_CHARS``.
@@ -330,7 +327,9 @@ class SearchService:
         if model.info.text_dim is None or model.info.text_calibration is None:
             raise ModeNotSupported(f"Model '{library.model_id}' of library '{library.name}' has no text search.")
         field = "visual" if model.info.shared_space else "semantic"
-        return field, model.embed_texts([query_text.strip()])[0]
+        calibration = model.text_calibration_for(query_text)
+        assert calibration is not None  # refused above: models without text search
+        return field, model.embed_texts([query_text.strip()])[0], calibration
 
     def by_image_id(
         self,
