@@ -254,7 +254,7 @@ class SearchService:
         plain = [] if use_segmentation or no_item else [main]
         queries = [*plain, *regions]  # the plain query first
         vectors = model.embed_images([item_crop(picture, d, crop_type) for d in queries]).visual if queries else ()
-        fetch = min(MAX_IMAGE_TOP_K, top_k * COLLAPSE_OVERFETCH) if collapse_duplicates else top_k
+        fetch = _fetch_size(top_k, collapse_duplicates)
         ranked = [self._ranked(library_name, v, fetch, node, model, text, weight) for v in vectors]
         per_segment = [[replace(r, segment=i) for r in rs] for i, rs in enumerate(ranked[len(plain):])]
         results = interleave(per_segment, fetch) if use_segmentation else (ranked[0] if plain else [])
@@ -298,7 +298,7 @@ class SearchService:
         library = self._libraries.get(library_name, count=False)
         model = self._libraries.model_for(library)
         field, query, calibration = self._text_query(library, model, query_text)
-        fetch = min(MAX_IMAGE_TOP_K, top_k * COLLAPSE_OVERFETCH) if collapse_duplicates else top_k
+        fetch = _fetch_size(top_k, collapse_duplicates)
         results = _scored(self._store.search(library_name, field, query, fetch, node), calibration)
         if collapse_duplicates:
             results = self._collapsed(library_name, results)
@@ -372,7 +372,7 @@ class SearchService:
             raise ImageNotFound(library_name, image_id)
         model = self._libraries.model_for(library)
         # One more than asked, since the image itself is (almost always) its own best match.
-        fetch = min(MAX_IMAGE_TOP_K, top_k * COLLAPSE_OVERFETCH) if collapse_duplicates else top_k
+        fetch = _fetch_size(top_k, collapse_duplicates)
         hits = self._store.search(library_name, "visual", query, fetch + 1, node)
         results = _scored([h for h in hits if h.image.image_id != image_id], model.info.image_calibration)
         if collapse_duplicates:
@@ -492,6 +492,12 @@ def _scored(hits: list[Hit], calibration) -> list[SearchResult]:
         SearchResult(image_id=h.image.image_id, image_uri=h.image.image_uri, score=round(float(s), 6), tags=h.image.tags)
         for h, s in zip(hits, scores)
     ]
+
+
+def _fetch_size(top_k: int, collapse_duplicates: bool) -> int:
+    """Results to fetch for ``top_k``: ``COLLAPSE_OVERFETCH`` times more when collapsing, so
+    that the collapsed list still fills ``top_k``."""
+    return min(MAX_IMAGE_TOP_K, top_k * COLLAPSE_OVERFETCH) if collapse_duplicates else top_k
 
 
 def _check_text_weight(query_text: object, text_weight: object) -> float:
