@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from pathlib import Path
 
 import typer
@@ -10,7 +9,7 @@ from rich.table import Table
 
 from ..config import Settings
 from ..errors import LookalikeError
-from .common import DataDir, console, err, fail
+from .common import DataDir, console, err, fail, utc_minute
 
 admin_app = typer.Typer(help="Admin tokens: the credential of every HTTP write and management route.",
                         no_args_is_help=True)
@@ -44,15 +43,11 @@ def admin_create(
 @admin_app.command("list")
 def admin_list(data_dir: Path | None = DataDir) -> None:
     """List admin tokens (never their secrets)."""
-
-    def when(t: float | None) -> str:
-        return "" if t is None else datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d %H:%M")
-
     admin = _admin(data_dir)
     try:
         table = Table("id", "label", "created (UTC)", "revoked (UTC)")
         for t in admin.list():
-            table.add_row(t.id, t.label or "", when(t.created_at), when(t.revoked_at))
+            table.add_row(t.id, t.label or "", utc_minute(t.created_at), utc_minute(t.revoked_at))
     finally:
         admin.store.close()
     console.print(table)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import NoReturn
 
@@ -31,6 +32,11 @@ def open_runtime(data_dir: Path | None) -> Runtime:
         return Runtime.open(Settings.from_env(data_dir))
     except (ValueError, RuntimeError) as exc:
         fail(exc)
+
+
+def utc_minute(t: float | None) -> str:
+    """A token table's time column: ``YYYY-MM-DD HH:MM`` in UTC, empty for ``None``."""
+    return "" if t is None else datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d %H:%M")
 
 
 def fail(exc: Exception) -> NoReturn:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC
 from pathlib import Path
 
 import typer
@@ -10,7 +9,7 @@ from rich.table import Table
 
 from ..config import Settings
 from ..errors import LookalikeError
-from .common import DataDir, console, err, fail
+from .common import DataDir, console, err, fail, utc_minute
 
 tokens_app = typer.Typer(help="Access tokens and credits of the creator-search API.", no_args_is_help=True)
 
@@ -57,18 +56,15 @@ def tokens_create(
 @tokens_app.command("list")
 def tokens_list(data_dir: Path | None = DataDir) -> None:
     """List tokens (never their secrets)."""
-    from datetime import datetime
-
     from ..service.creators.access import format_credits
-
-    def when(t: float | None) -> str:
-        return "" if t is None else datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d %H:%M")
 
     access = _access(data_dir)
     try:
         table = Table("id", "label", "credits", "created (UTC)", "revoked (UTC)")
         for t in access.list_tokens():
-            table.add_row(t.id, t.label or "", format_credits(t.credits_milli), when(t.created_at), when(t.revoked_at))
+            table.add_row(
+                t.id, t.label or "", format_credits(t.credits_milli), utc_minute(t.created_at), utc_minute(t.revoked_at)
+            )
     finally:
         access.store.close()
     console.print(table)

@@ -245,10 +245,7 @@ class SearchService:
         model = self._libraries.model_for(library)
         text = None
         if query_text is not None:
-            text_field, text_vector = self._text_query(library, model, query_text)
-            text_calibration = model.text_calibration_for(query_text)
-            assert text_calibration is not None  # _text_query refuses models without text search
-            text = (text_field, text_vector, text_calibration)
+            text = self._text_query(library, model, query_text)
         picture = self._decode(image, field)
         main, regions = self._regions(picture, library.mode, use_segmentation or return_segments)
         # An item_search library holds items: a query in which no item is detected has nothing
@@ -257,7 +254,7 @@ class SearchService:
         plain = [] if use_segmentation or no_item else [main]
         queries = [*plain, *regions]  # the plain query first
         vectors = model.embed_images([item_crop(picture, d, crop_type) for d in queries]).visual if queries else ()
-        fetch = min(MAX_IMAGE_TOP_K, top_k * COLLAPSE_OVERFETCH) if collapse_duplicates else top_k
+        fetch = _fetch_size(top_k, collapse_duplicates)
         ranked = [self._ranked(library_name, v, fetch, node, model, text, weight) for v in vectors]
         per_segment = [[replace(r, segment=i) for r in rs] for i, rs in enumerate(ranked[len(plain):])]
         results = interleave(per_segment, fetch) if use_segmentation else (ranked[0] if plain else [])
@@ -300,10 +297,8 @@ class SearchService:
         node = parse_filter(tag_filter)
         library = self._libraries.get(library_name, count=False)
         model = self._libraries.model_for(library)
-        field, query = self._text_query(library, model, query_text)
-        calibration = model.text_calibration_for(query_text)
-        assert calibration is not None  # _text_query refuses models without text search
-        fetch = min(MAX_IMAGE_TOP_K, top_k * COLLAPSE_OVERFETCH) if collapse_duplicates else top_k
+        field, query, calibration = self._text_query(library, model, query_text)
+        fetch = _fetch_size(top_k, collapse_duplicates)
         results = _scored(self._store.search(library_name, field, query, fetch, node), calibration)
         if collapse_duplicates:
             results = self._collapsed(library_name, results)
@@ -312,8 +307,10 @@ class SearchService:
         observe_search(library_name, "text", started)
         return results
 
-    def _text_query(self, library: LibraryRecord, model: Embedder, query_text: object) -> tuple[str, np.ndarray]:
-        """(field to search, (dim,) float32 query vector) of a checked ``query_text``.
+    def _text_query(
+        self, library: LibraryRecord, model: Embedder, query_text: object
+    ) -> tuple[str, np.ndarray, ScoreCalibration]:
+        """(field to search, (dim,) float32 query vector, score knots) of a checked ``query_text``.
 
         Raises:
             InvalidParameter: not a non-empty string of at most ``MAX_QUERY_TEXT_CHARS``.
@@ -330,7 +327,9 @@ class SearchService:
         if model.info.text_dim is None or model.info.text_calibration is None:
             raise ModeNotSupported(f"Model '{library.model_id}' of library '{library.name}' has no text search.")
         field = "visual" if model.info.shared_space else "semantic"
-        return field, model.embed_texts([query_text.strip()])[0]
+        calibration = model.text_calibration_for(query_text)
+        assert calibration is not None  # refused above: models without text search
+        return field, model.embed_texts([query_text.strip()])[0], calibration
 
     def by_image_id(
         self,
@@ -373,7 +372,7 @@ class SearchService:
             raise ImageNotFound(library_name, image_id)
         model = self._libraries.model_for(library)
         # One more than asked, since the image itself is (almost always) its own best match.
-        fetch = min(MAX_IMAGE_TOP_K, top_k * COLLAPSE_OVERFETCH) if collapse_duplicates else top_k
+        fetch = _fetch_size(top_k, collapse_duplicates)
         hits = self._store.search(library_name, "visual", query, fetch + 1, node)
         results = _scored([h for h in hits if h.image.image_id != image_id], model.info.image_calibration)
         if collapse_duplicates:
@@ -493,6 +492,12 @@ def _scored(hits: list[Hit], calibration) -> list[SearchResult]:
         SearchResult(image_id=h.image.image_id, image_uri=h.image.image_uri, score=round(float(s), 6), tags=h.image.tags)
         for h, s in zip(hits, scores)
     ]
+
+
+def _fetch_size(top_k: int, collapse_duplicates: bool) -> int:
+    """Results to fetch for ``top_k``: ``COLLAPSE_OVERFETCH`` times more when collapsing, so
+    that the collapsed list still fills ``top_k``."""
+    return min(MAX_IMAGE_TOP_K, top_k * COLLAPSE_OVERFETCH) if collapse_duplicates else top_k
 
 
 def _check_text_weight(query_text: object, text_weight: object) -> float:
