@@ -1,13 +1,8 @@
 """The creator import's line format: one JSON object per creator, with its posts, parsed and validated.
 
-The pipeline that reads images, embeds and writes them is ``importer.py``.
-
-A line is validated as a whole (``parse_creator``) before anything is read or written; then
-only the images of new posts and of posts whose image bytes changed (SHA-256) are decoded
-and embedded, and the creator is written in one transaction (``CreatorStore.upsert_creator``).
-A bad line is reported with its line number and nothing of it is written; a crash leaves
-every creator either as before or fully refreshed. A line whose content hash equals the
-stored one is skipped without reading any image, so re-running an import resumes it.
+The pipeline that reads images, embeds and writes them (and what a bad line or a crash
+leaves) is ``importer.py``; a line is validated as a whole (``parse_creator``) before anything
+is read or written.
 
 Field names follow Modash's creator profile (https://docs.modash.io). A line (* required):
 
