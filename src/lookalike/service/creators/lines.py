@@ -53,6 +53,7 @@ from ...store.creator_types import (
     PostRecord,
 )
 from ..importer import local_uri_path
+from .filters import as_int
 from .platforms import RULES
 
 MAX_POSTS = 1000
@@ -129,13 +130,12 @@ class _Line:
         value = self.obj.get(key)
         if value is None and not required:
             return default
-        if isinstance(value, float) and value.is_integer():
-            value = int(value)
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        number = as_int(value)
+        if number is None or number < minimum:
             raise self.error(key, f"{_required(value)}must be an integer >= {minimum}")
-        if value > MAX_COUNT:
+        if number > MAX_COUNT:
             raise self.error(key, f"must be an integer >= {minimum} and at most {MAX_COUNT}")
-        return value
+        return number
 
     @overload
     def choice(self, key: str, options: tuple[str, ...], *, default: str) -> str: ...
