@@ -21,24 +21,10 @@ from lookalike.service.creators.filters import parse_filters
 from lookalike.service.creators.search import CreatorSearchService
 from lookalike.store.creator_store import CreatorStore
 from lookalike.store.post_index import GraphPostIndex
+from recording_index import Recording
 
 PLATFORM = "tiktok"
 LOCATIONS = Locations.load()
-
-
-class Recording:
-    """A ``PostIndex`` that records how many candidates each call returned."""
-
-    def __init__(self, inner: GraphPostIndex) -> None:
-        self.inner, self.calls = inner, []
-
-    def top_posts(self, snapshot, vector, counted, limit):
-        found = self.inner.top_posts(snapshot, vector, counted, limit)
-        self.calls.append((len(counted), limit, None if found is None else len(found[0])))
-        return found
-
-    def warm(self, snapshot):
-        self.inner.warm(snapshot)
 
 
 @pytest.fixture(scope="module")

@@ -32,11 +32,9 @@ from typing import TYPE_CHECKING, Protocol, TypeVar
 
 import numpy as np
 
-from ...scoring import to_score
 from ...store.post_index import PostIndex
 
 if TYPE_CHECKING:
-    from ...models.base import ScoreCalibration
     from ...store.creator_types import CreatorSnapshot
 
 
@@ -63,14 +61,14 @@ CANDIDATES_PER_RANK = 32
 MIN_CANDIDATES = 512
 #: Above this share of the counted posts, rank them all exactly instead.
 EXACT_SHARE = 0.25
-#: The 5 posts (best + 4 extra) that make up relevance (``search.MAX_MATCHED_POSTS`` + 1).
+#: The 5 posts (best + 4 extra) that make up relevance (``search.MAX_MATCHED_POSTS``).
 _POSTS_IN_RELEVANCE = 5
 
 
 def rank_with_candidates(
     rank: Callable[[CreatorSnapshot, np.ndarray, np.ndarray], R], post_index: PostIndex, snapshot: CreatorSnapshot,
     vector: np.ndarray, counted: np.ndarray, need: int, *, threshold: float, bonus: float,
-    calibration: ScoreCalibration,
+    score: Callable[[np.ndarray], np.ndarray],
 ) -> R:
     """A ``Ranking`` whose first ``need`` entries equal the exact scan's.
 
@@ -79,7 +77,8 @@ def rank_with_candidates(
         post_index: the candidate stage.
         counted: (c,) int64 ascending post rows that pass the filters.
         need: ranks that must be exact ((page + 1) * page_size).
-        threshold, bonus, calibration: the relevance parameters of the search.
+        threshold, bonus: the relevance parameters of the search.
+        score: cosines -> scores exactly as ``rank`` computes them (calibrated and rounded).
     """
     limit = max(MIN_CANDIDATES, CANDIDATES_PER_RANK * need)
     while limit < EXACT_SHARE * len(counted):
@@ -89,7 +88,7 @@ def rank_with_candidates(
         rows, cosines = found
         if len(rows) == 0:
             break
-        s_min = float(np.round(to_score(cosines[-1:].astype(np.float64), calibration), 6)[0])
+        s_min = float(score(cosines[-1:].astype(np.float64))[0])
         candidates = np.sort(rows)
         if s_min < threshold:
             return rank(snapshot, vector, candidates)  # every matching post is a candidate
@@ -97,9 +96,9 @@ def rank_with_candidates(
         if len(ranking) >= need:
             kth = float(ranking.relevance[need - 1])
             margin = s_min - threshold
-            if s_min + 4 * bonus * margin < kth:
+            if s_min + (_POSTS_IN_RELEVANCE - 1) * bonus * margin < kth:
                 seen = ranking.bounds[:, 1] - ranking.bounds[:, 0]
-                upper = ranking.relevance + bonus * margin * np.clip(_POSTS_IN_RELEVANCE - seen, 0, 4)
+                upper = ranking.relevance + bonus * margin * np.clip(_POSTS_IN_RELEVANCE - seen, 0, _POSTS_IN_RELEVANCE - 1)
                 contenders = ranking.creator_rows[upper >= kth]
                 extra = _posts_of(snapshot, contenders, counted)
                 return rank(snapshot, vector, np.union1d(candidates, extra))

@@ -1,13 +1,8 @@
 """The creator import's line format: one JSON object per creator, with its posts, parsed and validated.
 
-The pipeline that reads images, embeds and writes them is ``importer.py``.
-
-A line is validated as a whole (``parse_creator``) before anything is read or written; then
-only the images of new posts and of posts whose image bytes changed (SHA-256) are decoded
-and embedded, and the creator is written in one transaction (``CreatorStore.upsert_creator``).
-A bad line is reported with its line number and nothing of it is written; a crash leaves
-every creator either as before or fully refreshed. A line whose content hash equals the
-stored one is skipped without reading any image, so re-running an import resumes it.
+The pipeline that reads images, embeds and writes them (and what a bad line or a crash
+leaves) is ``importer.py``; a line is validated as a whole (``parse_creator``) before anything
+is read or written.
 
 Field names follow Modash's creator profile (https://docs.modash.io). A line (* required):
 
@@ -58,6 +53,7 @@ from ...store.creator_types import (
     PostRecord,
 )
 from ..importer import local_uri_path
+from .filters import as_int
 from .platforms import RULES
 
 MAX_POSTS = 1000
@@ -134,13 +130,12 @@ class _Line:
         value = self.obj.get(key)
         if value is None and not required:
             return default
-        if isinstance(value, float) and value.is_integer():
-            value = int(value)
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        number = as_int(value)
+        if number is None or number < minimum:
             raise self.error(key, f"{_required(value)}must be an integer >= {minimum}")
-        if value > MAX_COUNT:
+        if number > MAX_COUNT:
             raise self.error(key, f"must be an integer >= {minimum} and at most {MAX_COUNT}")
-        return value
+        return number
 
     @overload
     def choice(self, key: str, options: tuple[str, ...], *, default: str) -> str: ...

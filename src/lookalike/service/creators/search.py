@@ -204,7 +204,7 @@ class CreatorSearchService:
         else:
             ranking = rank_with_candidates(
                 self.rank, self._post_index, snapshot, vector, counted, (page + 1) * page_size,
-                threshold=self._threshold, bonus=self._bonus, calibration=self._calibration,
+                threshold=self._threshold, bonus=self._bonus, score=self._score,
             )
         chosen = np.arange(page * page_size, min((page + 1) * page_size, len(ranking)))
         return CreatorPage(total=len(ranking), profiles=self._hydrate(snapshot, ranking, chosen))
@@ -224,7 +224,7 @@ class CreatorSearchService:
                 f"{snapshot.platform} creator posts hold {posts.vectors.shape[1]}-d embeddings "
                 f"(model {snapshot.model_id}), the query embedding has {vector.shape[0]}"
             )
-        scores = np.round(to_score(self._cosines(posts.vectors, counted, vector), self._calibration), _SCORE_DECIMALS)
+        scores = self._score(self._cosines(posts.vectors, counted, vector))
         hit = scores >= self._threshold
         rows, scores = counted[hit], scores[hit]
         creators = posts.creator_row[rows]
@@ -272,6 +272,10 @@ class CreatorSearchService:
         extra = (rank_in_group >= 1) & (rank_in_group < MAX_MATCHED_POSTS)
         bonus = np.bincount(group[extra], weights=scores[extra] - self._threshold, minlength=len(starts))
         return scores[starts] + self._bonus * bonus
+
+    def _score(self, cosines: np.ndarray) -> np.ndarray:
+        """Cosines -> scores as ranking compares them (calibrated, rounded to ``_SCORE_DECIMALS``)."""
+        return np.round(to_score(cosines, self._calibration), _SCORE_DECIMALS)
 
     @staticmethod
     def _cosines(vectors: np.ndarray, rows: np.ndarray, vector: np.ndarray) -> np.ndarray:
