@@ -22,6 +22,7 @@ from lookalike.config import Settings
 from lookalike.evaluation.synthetic_creators import SyntheticSpace, write_synthetic_platform
 from lookalike.runtime import Runtime
 from lookalike.service.creators.dictionaries import Locations
+from recording_index import Recording
 
 SEARCH = "/v1/ai/image-search"
 PLATFORM = "instagram"
@@ -33,21 +34,6 @@ FILTERS = [
     {"followersCount": {"max": 50_000}},
     {"lastPostedInDays": 60, "age": {"min": 18, "max": 35}},
 ]
-
-
-class Recording:
-    """Observes the runtime's ``PostIndex``: (counted, limit, returned rows or None) per call."""
-
-    def __init__(self, inner) -> None:
-        self.inner, self.calls = inner, []
-
-    def top_posts(self, snapshot, vector, counted, limit):
-        found = self.inner.top_posts(snapshot, vector, counted, limit)
-        self.calls.append((len(counted), limit, None if found is None else len(found[0])))
-        return found
-
-    def warm(self, snapshot):
-        self.inner.warm(snapshot)
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ from typing import Any
 from ...imaging import decode_image
 from ...store.token_store import TokenRecord
 from ..metrics import observe_search
-from .access import AccessService, cost_milli, min_cost_milli
+from .access import AccessService
 from .brands import Brands
 from .dictionaries import Locations
 from .filters import check_page, check_page_size, parse_filters
@@ -108,8 +108,8 @@ class CreatorGateway:
         started = time.perf_counter()
         picture = decode_image(image(), field=image_field, max_pixels=self._max_image_pixels, wait=self._decode_wait_s)
         self._access().admit(token, own.endpoint)
-        self._access().require(token, min_cost_milli(own.name))
+        self._access().require(token, own.min_cost_milli())
         found = self._search().search(own.name, picture, query, page=number, page_size=size)
         observe_search(own.name, "creators", started)  # library label: the platform's posts
-        receipt = self._access().charge(token, cost_milli(own.name, len(found.profiles)))
+        receipt = self._access().charge(token, own.cost_milli(len(found.profiles)))
         return BilledPage(page=found, charged_milli=receipt.charged_milli, left_milli=receipt.left_milli)

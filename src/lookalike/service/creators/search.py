@@ -29,7 +29,7 @@ from PIL import Image
 from ...errors import InvalidParameter, ModelMismatch
 from ...models.base import ScoreCalibration
 from ...scoring import to_score
-from ...store.creator_types import CreatorColumns, CreatorRecord, CreatorSnapshot, PostColumns, PostRecord
+from ...store.creator_types import GENDERS, CreatorColumns, CreatorRecord, CreatorSnapshot, PostColumns, PostRecord
 from ...store.post_index import PostIndex
 from .candidates import rank_with_candidates
 from .filters import CreatorQuery
@@ -393,7 +393,7 @@ def post_mask(posts: PostColumns, query: CreatorQuery, now: float) -> np.ndarray
 
 
 def _gender_mask(column: np.ndarray, wanted: str) -> np.ndarray:
-    known = _isin(column, {"MALE", "FEMALE"})
+    known = _isin(column, GENDERS)
     if wanted == "KNOWN":
         return known
     if wanted == "UNKNOWN":
