@@ -444,12 +444,14 @@ class SearchService:
         if text is not None:
             for h in self._store.search(library, text[0], text[1], n + extra, node):
                 images.setdefault(h.image.image_id, h.image)
-        images.pop(exclude, None)  # type: ignore[arg-type]
+        if exclude is not None:
+            images.pop(exclude, None)
         ids = list(images)
         visual = self._store.vectors(library, "visual", ids)
         if seen is not None:
             seen.update(visual)
-        textual = self._store.vectors(library, text[0], ids) if text is not None else visual
+        # A shared-space model (CLIP) searches text in ``visual`` too: read once.
+        textual = self._store.vectors(library, text[0], ids) if text is not None and text[0] != "visual" else visual
         ids = [i for i in ids if i in visual and i in textual]  # deleted meanwhile: dropped
         if not ids:
             return []
