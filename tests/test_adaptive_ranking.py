@@ -163,3 +163,36 @@ def test_filters_paging_collapse_and_hybrid_keep_working_when_adapted(settings, 
         assert hybrid.status_code == 200, hybrid.json()
         scores = [h["score"] for h in hybrid.json()["data"]["results"]]
         assert len(scores) == 10 and scores == sorted(scores, reverse=True) and all(0 <= s <= 1 for s in scores)
+
+
+class _NoItems:
+    """An item detector that finds nothing: an ``item_search`` import then embeds whole photos
+    (the documented fallback), so the library fills fast and its vectors are known here."""
+
+    def detect(self, image, max_items=1):
+        return []
+
+
+def test_item_search_library_ranks_by_whitened_cosine(settings, models, flowers):
+    ids, _, _, vectors = flowers
+    n = 260
+    rt = Runtime.open(settings, models=models, detector=lambda: _NoItems())
+    with TestClient(create_app(rt), raise_server_exceptions=False, headers=admin_headers(rt)) as client:
+        body = {"library_name": "flowers", "model": MODEL, "mode": "item_search"}
+        assert client.post(f"{API}/libraries", json=body).status_code == 201
+        _import(client, flowers, 0, n)
+        # The whitening of Radenovic et al. 2018 with the covariance shrunk by its mean
+        # eigenvalue, on the top 256 axes, computed here from the photos' own embeddings.
+        x = vectors[:n].astype(np.float64)
+        z = x - x.mean(axis=0)
+        eigenvalues, axes = np.linalg.eigh(z.T @ z / n)
+        eigenvalues, axes = np.clip(eigenvalues[::-1], 0, None), axes[:, ::-1]
+        w = z @ (axes[:, :256] / np.sqrt(eigenvalues[:256] + eigenvalues.mean()))
+        w /= np.linalg.norm(w, axis=1, keepdims=True)
+        centred = _centred(vectors[:n], vectors[:n].mean(axis=0))
+        differs = 0
+        for q in range(0, n, n // 10):
+            results = _by_id(client, ids[q])
+            _check_order(results, dict(zip(ids[:n], (w @ w[q]).tolist())))
+            differs += [h["image_id"] for h in results] != [ids[i] for i in np.argsort(-(centred @ centred[q])) if i != q][:10]
+        assert differs >= 3, "whitening should rank unlike centring alone"
