@@ -10,6 +10,7 @@ from pathlib import Path
 
 from .config import Settings
 from .imaging import DECODE_BUDGET, return_freed_decodes_to_os
+from .service.adapter import Adapter
 from .service.admin_access import AdminAccess
 from .service.creators.access import AccessService
 from .service.creators.admin import CreatorAdmin
@@ -56,6 +57,7 @@ class Runtime:
     search: SearchService
     detector: DetectorProvider = default_detector
     models: ModelProvider | None = None
+    adapter: Adapter | None = None
 
     @classmethod
     def open(
@@ -88,14 +90,16 @@ class Runtime:
             settings.store, db_path=settings.db_path, index_dir=settings.index_dir, bytes_path=settings.milvus_bytes_path
         )
         libraries = LibraryService(store, models, settings.default_model)
+        adapter = Adapter(store)
         return cls(
             settings=settings,
             store=store,
             libraries=libraries,
-            importer=Importer(libraries, store, settings, detector=detector),
-            search=SearchService(libraries, store, settings, detector=detector),
+            importer=Importer(libraries, store, settings, detector=detector, adapter=adapter),
+            search=SearchService(libraries, store, settings, detector=detector, adapter=adapter),
             detector=detector,
             models=models,
+            adapter=adapter,
         )
 
     @property
@@ -216,6 +220,8 @@ class Runtime:
         for name in ("keys", "creators", "tokens"):  # opened by cached_property, if at all
             if name in self.__dict__:
                 self.__dict__[name].close()
+        if self.adapter is not None:
+            self.adapter.close()  # background refits write to the store
         self.store.close()
 
 

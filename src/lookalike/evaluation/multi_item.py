@@ -524,7 +524,7 @@ def _search_all(
 ) -> tuple[list[_ItemOutcome], list[int], dict[str, list[float]]]:
     """The queries of every composed image: (item outcomes, detections per image, times in ms)."""
     truth = _TrueBoxes()
-    oracle = SearchService(rt.libraries, rt.store, rt.settings, detector=lambda: truth)
+    oracle = SearchService(rt.libraries, rt.store, rt.settings, detector=lambda: truth, adapter=rt.adapter)
     search = rt.search
     options = {"top_k": top_k, "crop_type": crop_type}
     warm = composed.images[0].path.read_bytes()

@@ -25,9 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from ..config import Settings
-from ..imaging import decode_image
 from ..runtime import Runtime
-from ..scoring import to_score
 from ..service.importer import ImportItem
 from .datasets import LabelledImage, labels_are_words, load_labels
 from .metrics import average_precision_at, precision_at, recall_at
@@ -142,40 +140,33 @@ def _image_metrics(
     rt: Runtime, db: list[LabelledImage], queries: list[LabelledImage], ids: dict[Path, str], has_splits: bool,
     phase: Callable[[str, int, int], None] | None = None,
 ) -> dict[str, float | None]:
+    """Image->image figures through the search service, so they include the library's ranking
+    adaptation (``service.adaptation``) and its scores: a ``split=query`` image is searched
+    as an uploaded image, a leave-one-out query by its stored id (itself excluded)."""
     if not queries:
         return {"n_queries": 0, "image_map100": None, "image_p10": None, "image_r10": None, "score_bands": None}
-    label_of = {ids[r.path]: r.label for r in db}
     counts = Counter(r.label for r in db if r.label)
-    model = rt.libraries.model_for(rt.libraries.get(LIBRARY, count=False))
-    if has_splits:
-        vectors = {}
-        for start in range(0, len(queries), 32):
-            chunk = queries[start : start + 32]
-            emb = model.embed_images([decode_image(q.path.read_bytes()) for q in chunk]).visual
-            vectors.update({str(start + i): emb[i] for i in range(len(chunk))})
-        query_keys = [(str(i), q.label, None) for i, q in enumerate(queries)]
-    else:
-        vectors = rt.store.vectors(LIBRARY, "visual", [ids[q.path] for q in queries])
-        query_keys = [(ids[q.path], q.label, ids[q.path]) for q in queries]
-    calibration = model.info.image_calibration
     aps, p10s, r10s, top10 = [], [], [], []
-    for done, (key, label, self_id) in enumerate(query_keys):
+    for done, q in enumerate(queries):
         if phase is not None and done % 50 == 0:
-            phase("queries", done, len(query_keys))
-        hits = [h for h in rt.store.search(LIBRARY, "visual", vectors[key], 101) if h.image.image_id != self_id][:100]
-        n_rel = counts[label] - (1 if self_id is not None else 0)
+            phase("queries", done, len(queries))
+        if has_splits:
+            results = rt.search.by_image(LIBRARY, q.path.read_bytes(), top_k=100)
+        else:
+            results = rt.search.by_image_id(LIBRARY, ids[q.path], top_k=100)
+        n_rel = counts[q.label] - (0 if has_splits else 1)
         if n_rel == 0:  # no other image of its label: AP is undefined, so the query is not counted
             continue
-        ranked = [label_of[h.image.image_id] == label for h in hits]
+        ranked = [r.tags.get("label") == q.label for r in results]
         aps.append(average_precision_at(ranked, n_rel, 100))
         p10s.append(precision_at(ranked, 10))
         r10s.append(recall_at(ranked, n_rel, 10))
-        top10 += [(h.similarity, rel) for h, rel in zip(hits[:10], ranked[:10])]
+        top10 += [(r.score, rel) for r, rel in zip(results[:10], ranked[:10])]
     if phase is not None:
-        phase("queries", len(query_keys), len(query_keys))
-    sims = np.array([s for s, _ in top10], dtype=np.float32)
+        phase("queries", len(queries), len(queries))
+    scores = np.array([s for s, _ in top10], dtype=np.float32)
     return {"n_queries": len(aps), "image_map100": _mean(aps), "image_p10": _mean(p10s), "image_r10": _mean(r10s),
-            "score_bands": score_bands(to_score(sims, calibration), np.array([r for _, r in top10], dtype=bool))}
+            "score_bands": score_bands(scores, np.array([r for _, r in top10], dtype=bool))}
 
 
 #: Score bands and their intended meaning (README, "Scores").

@@ -8,6 +8,7 @@ a crash never leaves half an image.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -25,11 +26,14 @@ from ..errors import InvalidImage, InvalidParameter, LookalikeError
 from ..imaging import decode_base64, decode_image
 from ..models.base import Embedder
 from ..store import NewImage, Store
+from .adapter import Adapter
 from .detection import ITEM_CROP_TYPE, DetectorProvider, default_detector
 from .libraries import LibraryService
 from .local_files import read_local_file
 from .metrics import IMPORTED_IMAGES
 from .validation import check_image_id, check_tags
+
+log = logging.getLogger(__name__)
 
 #: Images embedded per ONNX Runtime call.
 BATCH_SIZE = 32
@@ -118,6 +122,8 @@ class Importer:
         workers: decoding (and, for ``item_search``, detection) threads.
         detector: the item detector, loaded on the first ``item_search`` import; default
             ``lookalike.models.load_detector``.
+        adapter: refits the library's ranking adaptation at the end of an import that added
+            images, when due (``service.adapter``); ``None``: left to searches.
     """
 
     def __init__(
@@ -127,7 +133,9 @@ class Importer:
         settings: Settings,
         workers: int = 2,
         detector: DetectorProvider | None = None,
+        adapter: Adapter | None = None,
     ) -> None:
+        self._adapter = adapter
         self._libraries = libraries
         self._store = store
         self._settings = settings
@@ -233,6 +241,11 @@ class Importer:
         for kind, count in (("added", len(outcome.added)), ("skipped", len(outcome.skipped)),
                             ("failed", len(outcome.failed))):
             IMPORTED_IMAGES.labels(library=library, outcome=kind).inc(count)
+        if outcome.added and self._adapter is not None:
+            try:  # after the commit: the images are stored whatever happens here
+                self._adapter.refresh(library)
+            except Exception:  # noqa: BLE001 - searches rank by the previous fit and retry the refit
+                log.warning("library %s: adaptation refit after import failed", library, exc_info=True)
         return outcome
 
     def _prepared(

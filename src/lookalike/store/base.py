@@ -127,6 +127,29 @@ class Store(Protocol):
         """Stored embeddings: image_id -> (dim,) float32, for the ids that exist and hold ``field``."""
         ...
 
+    def sample_vectors(self, library: str, field: str, limit: int) -> np.ndarray:
+        """Up to ``limit`` stored ``field`` embeddings spread evenly over the library's images
+        (every k-th in import order, so the same rows each call while nothing changes).
+
+        Returns:
+            (m, dim) float32, L2-normalised, m <= ``limit``; (0, dim) for a store that cannot
+            sample (then the service ranks by plain cosine).
+
+        Raises:
+            LibraryNotFound: no such library.
+        """
+        ...
+
+    def adaptation(self, library: str, field: str) -> bytes | None:
+        """The library's saved ranking adaptation of ``field`` (``service.adaptation``'s bytes),
+        or ``None``. Raises ``LibraryNotFound``."""
+        ...
+
+    def save_adaptation(self, library: str, field: str, data: bytes | None) -> None:
+        """Replace (``None``: remove) the library's ranking adaptation of ``field``; it is
+        deleted with the library. Raises ``LibraryNotFound``."""
+        ...
+
     def search(
         self, library: str, field: str, query: np.ndarray, top_k: int, tag_filter: Node | None = None
     ) -> list[Hit]:

@@ -301,6 +301,15 @@ class EmbeddedStore:
     def vectors(self, library: str, field: str, image_ids: Sequence[str]) -> dict[str, np.ndarray]:
         return self._catalog.vectors(library, field, image_ids)
 
+    def sample_vectors(self, library: str, field: str, limit: int) -> np.ndarray:
+        return self._catalog.sample_vectors(library, field, limit)
+
+    def adaptation(self, library: str, field: str) -> bytes | None:
+        return self._catalog.adaptation(library, field)
+
+    def save_adaptation(self, library: str, field: str, data: bytes | None) -> None:
+        self._catalog.save_adaptation(library, field, data)
+
     def search(
         self, library: str, field: str, query: np.ndarray, top_k: int, tag_filter: Node | None = None
     ) -> list[Hit]:

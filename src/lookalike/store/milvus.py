@@ -522,6 +522,22 @@ class MilvusStore:
             lib = self._library(library)
         return self._bytes.get(lib.token, image_ids)
 
+    def sample_vectors(self, library: str, field: str, limit: int) -> np.ndarray:
+        """Always empty: Milvus libraries rank by plain cosine (no library-fitted adaptation:
+        sampling a shared collection by library and keeping the fit beside it are not built)."""
+        with self._milvus():
+            lib = self._library(library)
+        return np.zeros((0, lib.dims.get(field, 0)), dtype=np.float32)
+
+    def adaptation(self, library: str, field: str) -> bytes | None:
+        with self._milvus():
+            self._library(library)
+        return None
+
+    def save_adaptation(self, library: str, field: str, data: bytes | None) -> None:
+        with self._milvus():
+            self._library(library)  # nothing kept: see sample_vectors
+
     def vectors(self, library: str, field: str, image_ids: Sequence[str]) -> dict[str, np.ndarray]:
         out: dict[str, np.ndarray] = {}
         with self._milvus():
