@@ -129,7 +129,7 @@ def bench_search(
         start = time.perf_counter()
         if hasattr(store, "flush"):  # Milvus: seal the rows and wait for their HNSW index
             store.flush("bench")
-        store.search("bench", "visual", qs[0], 10)  # loads rows, builds the HNSW graph
+        store.search("bench", "visual", qs[0], 10)  # loads rows, builds the IVF
         build_s = time.perf_counter() - start
 
         latency, recall = [], []

@@ -6,14 +6,12 @@ the files the current ``meta.json`` points to)::
     meta.json                  JSON: format, dim, parameters, watermark, slot count, file names
     keys.<g>.i64               append-only (slots,) little-endian int64 keys, slot order
     vectors.<g>.f32            append-only (slots, dim) little-endian float32 rows, slot order
-    compact.<g>.f32            append-only (slots, r) float32 projections (with a projection)
-    projection.<g>.f32         (dim, r) float32 projection matrix (with a projection)
     live.<g>.u8                (slots,) uint8 tombstone map: 1 = live, 0 = deleted
-    graph.<g>.hnsw             hnswlib ``save_index`` bytes of the candidate graph (labels = keys)
+    ann.<g>.faiss              FAISS ``write_index`` bytes of the IVF-SQ8 candidate stage (ids = slots)
 
 The row files are raw arrays, memory-mapped on open (``numpy.memmap``), so opening an index reads
-neither its vectors nor its projections into RAM; only keys and the tombstone map are read
-(9 bytes a slot) and the graph is loaded by hnswlib. Appends go past the end of the slot count
+none of its vectors into RAM; only keys and the tombstone map are read (9 bytes a slot) and the
+IVF's codes (dim + 8 bytes a slot) are read by FAISS. Appends go past the end of the slot count
 recorded in ``meta.json``; a crash before the next :func:`write_meta` leaves those rows unused,
 and the next append overwrites them. ``meta.json`` is replaced atomically (write to a temporary
 file, fsync, ``os.replace``, fsync the directory: the POSIX recipe for an atomic file update),
@@ -33,7 +31,7 @@ import numpy as np
 
 __all__ = ["FORMAT_VERSION", "META_NAME", "RowFile", "fsync_dir", "read_meta", "write_meta"]
 
-FORMAT_VERSION: Final = 2
+FORMAT_VERSION: Final = 3
 META_NAME: Final = "meta.json"
 _MAGIC: Final = "lookalike-vector-index"
 # Files grow by this factor (and at least _MIN_ROWS rows) when an append overflows them, so

@@ -55,7 +55,7 @@ def describe_store(spec: str) -> str:
 def open_post_index(store: Store) -> PostIndex:
     """The candidate stage of creator search for ``store``'s backend: ``MilvusPostIndex`` (the
     posts' embeddings copied to Milvus; profiles stay in ``creators.db``) on a ``MilvusStore``,
-    else ``GraphPostIndex`` (in-process graphs)."""
+    else ``GraphPostIndex`` (in-process IVFs)."""
     milvus = sys.modules.get(f"{__package__}.milvus")  # loaded by open_store for a Milvus URI
     if milvus is not None and isinstance(store, milvus.MilvusStore):
         from .milvus_posts import MilvusPostIndex
