@@ -15,7 +15,7 @@
    process's peak resident memory (VmHWM: memory-mapped pages it touched count);
 4. a platform of ``--posts`` creator posts (20 per creator, profiles drawn as the demo draws
    them: ``evaluation.synthetic_creators``), and in another fresh process creator search through
-   ``CreatorSearchService`` with the ``GraphPostIndex`` candidate stage: p50 / p95 unfiltered,
+   ``CreatorSearchService`` with the ``AnnPostIndex`` candidate stage: p50 / p95 unfiltered,
    p50 with a profile filter, and ``top6_agreement_vs_exact``: the share of the first page
    (6 profiles) that the exact scan (every counted post scored) also returns.
 
@@ -230,7 +230,7 @@ def search_creators(data: Path, posts: int) -> dict:
     from lookalike.service.creators.filters import parse_filters
     from lookalike.service.creators.search import CreatorSearchService
     from lookalike.store.creator_store import CreatorStore
-    from lookalike.store.post_index import GraphPostIndex
+    from lookalike.store.post_index import AnnPostIndex
 
     rng = np.random.default_rng(SEED + 2)
     queries = SyntheticSpace.make(27, DIM, SEED).draw(rng, rng.integers(0, 27, CREATOR_QUERIES))
@@ -240,7 +240,7 @@ def search_creators(data: Path, posts: int) -> dict:
     current = {"q": queries[0]}
     kw = {"expand_locations": locations.expand, "clock": lambda: REFERENCE_DATE.timestamp(),
           "calibration": _IMAGE_CALIBRATION["efficientnet-lite0"]}
-    post_index = GraphPostIndex(background=False)
+    post_index = AnnPostIndex(background=False)
     ann = CreatorSearchService(store, lambda _: current["q"], post_index=post_index, **kw)
     exact = CreatorSearchService(store, lambda _: current["q"], **kw)
     start = time.perf_counter()

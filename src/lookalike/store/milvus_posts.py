@@ -13,7 +13,7 @@ Sync: the creator store bumps a platform's ``version`` on every import or delete
 another process). On the first search of a new version the rows are upserted with the new
 ``gen`` and rows past the new count deleted; searches always filter on ``gen == version`` so a
 row of another version never answers. While that happens (in a background thread when
-serving) ``top_posts`` answers None and the search scans exactly, as ``GraphPostIndex`` does.
+serving) ``top_posts`` answers None and the search scans exactly, as ``AnnPostIndex`` does.
 
 Filters: the counted rows (posts passing the profile and post filters) are sent as
 ``row in [...]`` (or ``row not in [...]``, whichever list is shorter); past ``MAX_EXPR_ROWS``

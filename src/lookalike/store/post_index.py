@@ -2,7 +2,7 @@
 
 ``PostIndex`` is the seam: creator search asks it for the ``limit`` counted posts most similar
 to the query and ranks creators from those (``service.creators.candidates``), so another engine
-(Milvus) can answer the same question. ``GraphPostIndex`` is the embedded implementation: a
+(Milvus) can answer the same question. ``AnnPostIndex`` is the embedded implementation: a
 ``VectorIndex`` per platform over the snapshot's post vectors (searched in place; HNSW over
 compact 256-d projections, candidates re-ranked exactly; filters that pass few posts scanned
 exactly), rebuilt in a background thread when the snapshot changes. Until the index of the
@@ -114,7 +114,7 @@ class VersionedBuilds(Generic[T]):
             self._on_failure(snapshot)
 
 
-class GraphPostIndex:
+class AnnPostIndex:
     """``PostIndex`` over in-process ``VectorIndex`` IVFs, one per platform and snapshot version.
 
     Args:
