@@ -64,7 +64,7 @@ class SearchPath:
 # 1280-d vectors (benchmarks/scale.py's mixture, 4,096 cells, 200 queries, recall@10 after the
 # exact re-rank; README, Storage at scale): 1.6 / 3.1 / 6.3 / 12.5 % of the cells gave
 # recall@10 PROBE_TABLE_PLACEHOLDER.
-PROBE_SHARE: Final = 0.0625
+PROBE_SHARE: Final = 0.125
 MIN_PROBES: Final = 16
 # A filter passing a share s of the rows probes PROBE_SHARE / s of the cells (all, at most):
 # each probed cell then holds about as many allowed codes as an unfiltered probe.
