@@ -131,8 +131,9 @@ class CoarseIndex:
         index = faiss.IndexIVFScalarQuantizer(
             quantiser, dim, nlist, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT
         )
-        index.own_fields = True  # the index frees its quantiser
-        quantiser.this.disown()
+        # The index frees its quantiser (Python must not: it would free it first).
+        index.own_fields = True
+        quantiser.this.disown()  # type: ignore[attr-defined]  # SWIG attribute, not in the stubs
         # Codes of the vectors themselves, not of their residuals from the centroid: vectors
         # that arrive after training and sit far from every centroid would have residuals
         # outside the trained ranges. The ranges are widened by 10 % a side for the same
@@ -225,6 +226,7 @@ class CoarseIndex:
         kept = faiss.IDSelectorBitmap(keep.shape[0], faiss.swig_ptr(keep))
         self._index.remove_ids(faiss.IDSelectorNot(kept))
         invlists = self._index.invlists
+        assert invlists is not None
         for cell in range(self.nlist):
             size = invlists.list_size(cell)
             if size:
@@ -233,7 +235,9 @@ class CoarseIndex:
 
     def clone(self) -> CoarseIndex:
         """An independent copy (same cells, codes and ids)."""
-        return CoarseIndex(faiss.clone_index(self._index), self.trained_on, self.fit)
+        clone = faiss.downcast_index(faiss.clone_index(self._index))
+        assert isinstance(clone, faiss.IndexIVFScalarQuantizer)
+        return CoarseIndex(clone, self.trained_on, self.fit)
 
     def save(self, path: Path) -> None:
         """Write the index to ``path`` (FAISS's own format; the caller fsyncs)."""
@@ -248,7 +252,7 @@ class CoarseIndex:
             ValueError: the file is not an IVF-SQ index.
             RuntimeError: FAISS cannot read the file.
         """
-        index = faiss.read_index(str(path))
+        index = faiss.downcast_index(faiss.read_index(str(path)))
         if not isinstance(index, faiss.IndexIVFScalarQuantizer):
             raise ValueError(f"{path}: not an IVF-SQ index ({type(index).__name__})")
         return cls(index, trained_on, fit)
