@@ -235,7 +235,7 @@ class CoarseIndex:
 
     def clone(self) -> CoarseIndex:
         """An independent copy (same cells, codes and ids)."""
-        clone = faiss.downcast_index(faiss.clone_index(self._index))
+        clone = faiss.clone_index(self._index)  # already the concrete class (FAISS's wrapper)
         assert isinstance(clone, faiss.IndexIVFScalarQuantizer)
         return CoarseIndex(clone, self.trained_on, self.fit)
 
@@ -252,7 +252,7 @@ class CoarseIndex:
             ValueError: the file is not an IVF-SQ index.
             RuntimeError: FAISS cannot read the file.
         """
-        index = faiss.downcast_index(faiss.read_index(str(path)))
+        index = faiss.read_index(str(path))  # already the concrete class (FAISS's wrapper)
         if not isinstance(index, faiss.IndexIVFScalarQuantizer):
             raise ValueError(f"{path}: not an IVF-SQ index ({type(index).__name__})")
         return cls(index, trained_on, fit)
