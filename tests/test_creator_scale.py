@@ -2,8 +2,8 @@
 
 A demo-sized platform (600 creators x 20 posts, profile facts drawn as ``lookalike creators
 demo`` draws them, synthetic niche embeddings: ``evaluation.synthetic_creators``) is searched
-twice: every counted post scored (the exact scan) and through ``AnnPostIndex`` (HNSW over
-compact projections, grown until the page is provably the exact one). Pages, relevances and
+twice: every counted post scored (the exact scan) and through ``AnnPostIndex`` (the IVF
+candidate stage, grown until the page is provably the exact one). Pages, relevances and
 matched posts must be equal, with and without profile and post filters.
 """
 
