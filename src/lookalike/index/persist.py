@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import mmap
 import os
 import tempfile
 from pathlib import Path
@@ -169,6 +170,22 @@ class RowFile:
         finally:
             os.close(fd)
         return out
+
+    def release(self) -> None:
+        """Unmap the pages this process touched through the map; they stay in the page cache.
+
+        An exact scan of the rows a filter allows reads them through the map, and every page
+        it touches (plus the kernel's fault-around neighbours: 64 KB a fault) then counts as
+        this process's resident memory until unmapped: measured at 1M x 1280-d, 2.1 GB after
+        scans of 1 % filters. ``madvise(MADV_DONTNEED)`` on a shared file mapping drops only
+        the page-table entries (dirty pages stay in the page cache and are written back), so
+        nothing is lost. A private (copy-on-write) map keeps its pages: they may hold changes.
+        """
+        if self.path is None or self.private or not isinstance(self._data, np.memmap):
+            return
+        region = getattr(self._data, "_mmap", None)
+        if region is not None:
+            region.madvise(mmap.MADV_DONTNEED)
 
     def flush(self) -> None:
         """Write dirty pages to the file and fsync it (no-op in RAM or private)."""

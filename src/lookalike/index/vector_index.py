@@ -66,8 +66,13 @@ class SearchPath:
 # recall@10 PROBE_TABLE_PLACEHOLDER.
 PROBE_SHARE: Final = 0.125
 MIN_PROBES: Final = 16
-# A filter passing a share s of the rows probes PROBE_SHARE / s of the cells (all, at most):
-# each probed cell then holds about as many allowed codes as an unfiltered probe.
+# A filter passing a share s >= POSTFILTER_MIN_SHARE of the rows takes the unfiltered query's
+# candidates, _pool(k) / s of them, and keeps those it allows: as fast as an unfiltered query.
+# A narrower one is applied inside the scan (a bitmap of allowed slots) and probes
+# PROBE_SHARE / s of the cells (all, at most), so each probed cell holds about as many allowed
+# codes as an unfiltered probe; FAISS checks the bitmap for every code of those cells
+# (measured at 1M: ~45 ms for a 10 % filter probing every cell, vs 13 ms unfiltered).
+POSTFILTER_MIN_SHARE: Final = 0.05
 # The IVF is retrained (new cells for the new size) once the live rows reach RETRAIN_GROWTH
 # times the count it was trained on: cells stay near 4·sqrt(n) (FAISS's guideline).
 RETRAIN_GROWTH: Final = 4
@@ -696,33 +701,40 @@ class VectorIndex:
                     return (*self._exact(q, k, live), SearchPath.EXACT)
                 # Tombstoned slots stay in the IVF until compaction: exclude them in the scan.
                 members = self._live_bitmap() if ann.ntotal > n else None
-                hit = self._ann_query(ann, q, k, 1.0, members)
+                hit = self._ann_query(ann, q, _pool(k), 1.0, members)
                 if hit.shape[0] < min(k, n):
                     return (*self._exact(q, k, live), SearchPath.EXACT)
                 return (*self._finish(hit, q, k), SearchPath.IVF)
 
             slots = self._map.lookup(allowed_keys)
-            slots = np.unique(slots[slots >= 0])
-            m = slots.shape[0]
+            slots = slots[slots >= 0]
+            m = slots.shape[0]  # duplicates (repeated allowed keys) only make the share look larger
             if m == 0:
                 return _empty(SearchPath.EMPTY)
             if ann is None or m <= EXACT_MAX_ROWS:
                 return (*self._exact(q, k, slots), SearchPath.EXACT_FILTERED)
+            share = m / n
             mask = np.zeros(self._vecs.rows, dtype=bool)
             mask[slots] = True
-            hit = self._ann_query(ann, q, k, m / n, np.packbits(mask, bitorder="little"))
+            if share >= POSTFILTER_MIN_SHARE:
+                # Broad filter: the unfiltered candidates, deep enough that about _pool(k) pass.
+                members = self._live_bitmap() if ann.ntotal > n else None
+                hit = self._ann_query(ann, q, math.ceil(_pool(k) / share), 1.0, members)
+                hit = hit[mask[hit]]
+                if hit.shape[0] >= min(k, m):
+                    return (*self._finish(hit, q, k), SearchPath.IVF_FILTERED)
+            hit = self._ann_query(ann, q, _pool(k), share, np.packbits(mask, bitorder="little"))
             if hit.shape[0] < min(k, m):
                 return (*self._exact(q, k, slots), SearchPath.EXACT_FILTERED)
             return (*self._finish(hit, q, k), SearchPath.IVF_FILTERED)
 
     def _ann_query(
-        self, ann: CoarseIndex, q: np.ndarray, k: int, share: float, members: np.ndarray | None
+        self, ann: CoarseIndex, q: np.ndarray, count: int, share: float, members: np.ndarray | None
     ) -> np.ndarray:
-        """Slots of the IVF candidates for ``k`` results among a ``share`` of the rows."""
-        want = _pool(k)
+        """Slots of ``count`` IVF candidates among a ``share`` of the rows (``members``)."""
         per_cell = max(1.0, ann.ntotal / ann.nlist)
-        probes = max(MIN_PROBES, math.ceil(self.probe_share * ann.nlist), math.ceil(_PROBE_MARGIN * want / per_cell))
-        return ann.search(q, want, math.ceil(probes / share), members)
+        probes = max(MIN_PROBES, math.ceil(self.probe_share * ann.nlist), math.ceil(_PROBE_MARGIN * count / per_cell))
+        return ann.search(q, count, math.ceil(probes / share), members)
 
     def _finish(self, slots: np.ndarray, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         slots = np.unique(slots)
@@ -739,6 +751,7 @@ class VectorIndex:
             scores = self._scan(vecs, q)[slots]
         else:
             scores = self._scan(vecs, q, slots)
+        self._vecs.release()
         total = scores.shape[0]
         if k < total:
             top = np.argpartition(scores, total - k)[total - k :]
