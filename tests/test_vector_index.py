@@ -257,19 +257,25 @@ def test_filtered_searches_keep_to_the_filter(rng, monkeypatch, fraction):
 
 
 def test_filtered_ivf_probes_more_cells_for_a_narrow_filter(rng, monkeypatch):
-    """A filter passing few rows far from the query still gets its true top-k: the IVF probes
-    PROBE_SHARE / share of the cells (here all of them), or falls back to a scan."""
-    dim, n = 32, 4000
-    vecs = clustered(rng, n, dim)
+    """A narrow filter is applied inside the IVF scan with more cells probed (1 / sqrt(share)
+    times), so its allowed neighbours, which lie deeper in the unfiltered ranking, are found."""
+    dim, n = 32, 8000
+    vecs = clustered(rng, n, dim, clusters=200)
     index = VectorIndex(dim, ann_min_size=1000)
     index.add(np.arange(n), vecs)
     model = dict(enumerate(vecs))
     monkeypatch.setattr(vi, "EXACT_MAX_ROWS", 0)
-    q = vecs[0]
-    far = np.argsort(vecs @ q)[: int(0.05 * n)]  # the 5 % of rows farthest from the query
-    got, sims, path = index.search_with_path(q, 10, far)
-    assert path == SearchPath.IVF_FILTERED
-    assert_same((got, sims), brute(model, q, 10, far.tolist()))
+    hits = {1.0: 0, 0.125: 0}
+    for q in clustered(rng, 30, dim, clusters=200):
+        allowed = np.flatnonzero(rng.random(n) < 0.03)
+        want = set(brute(model, q, 10, allowed.tolist())[0].tolist())
+        for share in hits:
+            monkeypatch.setattr(index, "probe_share", share)
+            got, _, path = index.search_with_path(q, 10, allowed)
+            assert path == SearchPath.IVF_FILTERED and set(got.tolist()) <= set(allowed.tolist())
+            hits[share] += len(set(got.tolist()) & want)
+    assert hits[1.0] == 300  # every cell probed: the exact answer
+    assert hits[0.125] >= 0.95 * 300
 
 
 # ------------------------------------------------------------------ IVF path

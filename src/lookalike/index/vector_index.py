@@ -66,13 +66,17 @@ class SearchPath:
 # recall@10 PROBE_TABLE_PLACEHOLDER.
 PROBE_SHARE: Final = 0.125
 MIN_PROBES: Final = 16
-# A filter passing a share s >= POSTFILTER_MIN_SHARE of the rows takes the unfiltered query's
-# candidates, _pool(k) / s of them, and keeps those it allows: as fast as an unfiltered query.
-# A narrower one is applied inside the scan (a bitmap of allowed slots) and probes
-# PROBE_SHARE / s of the cells (all, at most), so each probed cell holds about as many allowed
-# codes as an unfiltered probe; FAISS checks the bitmap for every code of those cells
-# (measured at 1M: ~45 ms for a 10 % filter probing every cell, vs 13 ms unfiltered).
-POSTFILTER_MIN_SHARE: Final = 0.05
+# Filters passing more than EXACT_MAX_ROWS rows, a share s of them. Measured at 1M (README,
+# Storage at scale; 60 queries, recall@10 of the allowed rows, ms under load ~5, where the
+# unfiltered query gave 0.983 in 16 ms):
+# - s >= POSTFILTER_MIN_SHARE: the unfiltered candidates, _pool(k) / s of them from
+#   POSTFILTER_PROBES times the cells, keeping those allowed. At 50 %: 0.977 / 0.980 / 0.993 /
+#   0.997 with 1 / 1.5 / 2 / 3 times the cells (16 / 22 / 27 / 35 ms).
+# - below: the filter applied inside the scan (a bitmap of allowed slots; FAISS checks it for
+#   every code of the probed cells), probing 1 / sqrt(s) times the cells. At 10 %: 0.988 in
+#   16 ms (1 / s: 1.000 in 37 ms; post-filtering with 2 x the cells: 0.982 in 29 ms).
+POSTFILTER_MIN_SHARE: Final = 0.3
+POSTFILTER_PROBES: Final = 2
 # The IVF is retrained (new cells for the new size) once the live rows reach RETRAIN_GROWTH
 # times the count it was trained on: cells stay near 4·sqrt(n) (FAISS's guideline).
 RETRAIN_GROWTH: Final = 4
@@ -100,12 +104,18 @@ _DENSE_SPAN_FLOOR: Final = 1 << 20
 _BLOCK_FLOATS: Final = 98_304
 _NORM_TOLERANCE: Final = 1e-3
 _GROWTH: Final = 1.5
+_PAGE_SIZE: Final = os.sysconf("SC_PAGE_SIZE")
 
 # Candidates re-ranked exactly: RERANK_PER_K per wanted result up to 10 results, then 2 more per
 # result (a deep request, e.g. creator search's 512 candidates, needs a thinner margin), at least
 # RERANK_MIN. SQ8 codes rank almost exactly, so the pool only covers their small errors.
 RERANK_PER_K: Final = 20
 RERANK_MIN: Final = 100
+# File pages an exact scan touched stay mapped, and count as resident memory, until the
+# process maps more than this (bytes); then the scanned index unmaps its pages (they stay in
+# the page cache: RowFile.release). Unmapping after every scan made the next scan of the
+# same rows fault them back in (1 % of 1M: 8 -> 49 ms).
+MAPPED_BUDGET: Final = 1 << 30
 # A filter passing at most this many rows is always scanned exactly in full precision: a gather
 # of 16k x 1280-d rows costs ~5-10 ms and makes small filtered searches exact (recall 1.0).
 EXACT_MAX_ROWS: Final = 16_384
@@ -717,24 +727,26 @@ class VectorIndex:
             mask = np.zeros(self._vecs.rows, dtype=bool)
             mask[slots] = True
             if share >= POSTFILTER_MIN_SHARE:
-                # Broad filter: the unfiltered candidates, deep enough that about _pool(k) pass.
+                # Broad filter: unfiltered candidates from POSTFILTER_PROBES times the cells,
+                # deep enough that about _pool(k) of them pass.
                 members = self._live_bitmap() if ann.ntotal > n else None
-                hit = self._ann_query(ann, q, math.ceil(_pool(k) / share), 1.0, members)
+                hit = self._ann_query(ann, q, math.ceil(_pool(k) / share), 1.0 / POSTFILTER_PROBES, members)
                 hit = hit[mask[hit]]
                 if hit.shape[0] >= min(k, m):
                     return (*self._finish(hit, q, k), SearchPath.IVF_FILTERED)
-            hit = self._ann_query(ann, q, _pool(k), share, np.packbits(mask, bitorder="little"))
+            hit = self._ann_query(ann, q, _pool(k), math.sqrt(share), np.packbits(mask, bitorder="little"))
             if hit.shape[0] < min(k, m):
                 return (*self._exact(q, k, slots), SearchPath.EXACT_FILTERED)
             return (*self._finish(hit, q, k), SearchPath.IVF_FILTERED)
 
     def _ann_query(
-        self, ann: CoarseIndex, q: np.ndarray, count: int, share: float, members: np.ndarray | None
+        self, ann: CoarseIndex, q: np.ndarray, count: int, widen: float, members: np.ndarray | None
     ) -> np.ndarray:
-        """Slots of ``count`` IVF candidates among a ``share`` of the rows (``members``)."""
+        """Slots of ``count`` IVF candidates (among ``members``), probing ``1 / widen`` times the
+        cells an unfiltered query probes."""
         per_cell = max(1.0, ann.ntotal / ann.nlist)
         probes = max(MIN_PROBES, math.ceil(self.probe_share * ann.nlist), math.ceil(_PROBE_MARGIN * count / per_cell))
-        return ann.search(q, count, math.ceil(probes / share), members)
+        return ann.search(q, count, math.ceil(probes / widen), members)
 
     def _finish(self, slots: np.ndarray, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         slots = np.unique(slots)
@@ -751,7 +763,8 @@ class VectorIndex:
             scores = self._scan(vecs, q)[slots]
         else:
             scores = self._scan(vecs, q, slots)
-        self._vecs.release()
+        if _mapped_bytes() > MAPPED_BUDGET:
+            self._vecs.release()
         total = scores.shape[0]
         if k < total:
             top = np.argpartition(scores, total - k)[total - k :]
@@ -969,6 +982,16 @@ class VectorIndex:
 def _pool(k: int) -> int:
     """Candidates to re-rank exactly for k results (see RERANK_PER_K)."""
     return max(RERANK_MIN, RERANK_PER_K * min(k, 10) + 2 * max(0, k - 10))
+
+
+def _mapped_bytes() -> int:
+    """File-backed and shared resident bytes of this process (``/proc/self/statm``, field 3;
+    0 where there is no procfs)."""
+    try:
+        with open("/proc/self/statm", "rb") as f:
+            return int(f.read().split()[2]) * _PAGE_SIZE
+    except (OSError, IndexError, ValueError):
+        return 0
 
 
 def _renumbering(live: np.ndarray, slots: int) -> np.ndarray:
