@@ -117,8 +117,11 @@ RERANK_MIN: Final = 100
 # same rows fault them back in (1 % of 1M: 8 -> 49 ms).
 MAPPED_BUDGET: Final = 1 << 30
 # A filter passing at most this many rows is always scanned exactly in full precision: a gather
-# of 16k x 1280-d rows costs ~5-10 ms and makes small filtered searches exact (recall 1.0).
-EXACT_MAX_ROWS: Final = 16_384
+# of 4k x 1280-d rows costs ~2-3 ms and is exact (recall 1.0). Larger ones go to the IVF's
+# bitmap scan, which probes every cell when the filter is this narrow (1 % of 1M: 1.000), and
+# whose codes sit in RAM: a gather of 10k rows through the map left ~1.5 GB of file pages
+# mapped (fault-around), resident memory the 1M target has no room for.
+EXACT_MAX_ROWS: Final = 4096
 # Rows sampled to train the IVF (cells and quantiser ranges, and its fit): see
 # ivf.CoarseIndex.train.
 _TRAIN_SAMPLE: Final = 120_000

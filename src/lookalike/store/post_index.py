@@ -4,8 +4,9 @@
 to the query and ranks creators from those (``service.creators.candidates``), so another engine
 (Milvus) can answer the same question. ``AnnPostIndex`` is the embedded implementation: a
 ``VectorIndex`` per platform over the snapshot's post vectors (searched in place; an IVF of
-8-bit codes, candidates re-ranked exactly; filters that pass few posts scanned exactly), rebuilt in a background thread when the snapshot changes. Until the index of the
-current snapshot is ready it answers None and the search scans every counted post exactly.
+8-bit codes, candidates re-ranked exactly; filters that pass few posts scanned exactly),
+rebuilt in a background thread when the snapshot changes. Until the index of the current
+snapshot is ready it answers None and the search scans every counted post exactly.
 """
 
 from __future__ import annotations
