@@ -90,17 +90,18 @@ class MilvusPostIndex:
                 return None
             expr = f"{expr} and {rows_expr}"
         store = self._store
+        query = np.asarray(vector, dtype=np.float32)
         with store._milvus():
             coll = self._collection(snapshot)
             ef = min(MAX_EF, max(SEARCH_EF, EF_PER_LIMIT * limit))
             result = coll.search(
-                data=[np.asarray(vector, dtype=np.float32).tolist()], anns_field="vec",
+                data=[query.tolist()], anns_field="vec",
                 param={"metric_type": "IP", "params": {"ef": ef}}, limit=limit, expr=expr,
                 output_fields=[], consistency_level="Session", timeout=store._t,
             )
         rows = np.asarray(list(result[0].ids), dtype=np.int64)
         # Exact cosines, as the exact scan computes them (row by row over the same float32 data).
-        cosines = (snapshot.posts.vectors[rows] @ np.asarray(vector, dtype=np.float32)).astype(np.float32)
+        cosines = (snapshot.posts.vectors[rows] @ query).astype(np.float32)
         order = np.lexsort((rows, -cosines))
         return rows[order], cosines[order]
 
