@@ -359,6 +359,26 @@ def test_ivf_is_retrained_as_the_index_grows(rng):
     assert recall(index, model, clustered(rng, 30, dim)) >= 0.95
 
 
+def test_ivf_is_retrained_when_new_rows_fit_its_cells_badly(rng):
+    """Rows unlike those the cells were trained on (new clusters) trigger a retrain before the
+    index has grown RETRAIN_GROWTH times; rows like them do not."""
+    dim = 32
+    index = VectorIndex(dim, ann_min_size=2000)
+    centres = unit(rng, 40, dim)
+
+    def draw(c: np.ndarray, n: int) -> np.ndarray:
+        x = c[rng.integers(0, len(c), n)] + 0.35 * unit(rng, n, dim)
+        return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+    index.add(np.arange(2000), draw(centres, 2000))
+    first = index._ann
+    assert first is not None and first.trained_on == 2000
+    index.add(np.arange(2000, 2400), draw(centres, 400))  # the same content: no retrain
+    assert index._ann is first
+    index.add(np.arange(2400, 2800), draw(unit(rng, 40, dim), 400))  # new content: retrained
+    assert index._ann is not first and index._ann.trained_on == 2800
+
+
 def test_concurrent_searches_during_adds(rng):
     dim = 16
     index = VectorIndex(dim, ann_min_size=500)
