@@ -129,7 +129,7 @@ def bench_search(
         start = time.perf_counter()
         if hasattr(store, "flush"):  # Milvus: seal the rows and wait for their HNSW index
             store.flush("bench")
-        store.search("bench", "visual", qs[0], 10)  # loads rows, builds the HNSW graph
+        store.search("bench", "visual", qs[0], 10)  # loads rows, builds the IVF
         build_s = time.perf_counter() - start
 
         latency, recall = [], []
@@ -198,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
         print()
     latency, recall, build_s = bench_search(args.n, args.dim, args.queries, args.seed)
     print(f"## Search through the store: {args.n} vectors x {args.dim} dims, top_k 10, {args.queries} queries")
-    print(f"first search (load rows + build HNSW): {build_s:.1f} s")
+    print(f"first search (load rows + build the IVF): {build_s:.1f} s")
     print("| filter | selectivity | p50 ms | p95 ms | recall@10 vs exact |")
     print("|---|---|---|---|---|")
     for lat, rec in zip(latency, recall):
@@ -228,7 +228,7 @@ def _compare_stores(args: argparse.Namespace) -> int:
             shutil.rmtree(server_dir, ignore_errors=True)
     print(f"## Search: embedded store vs Milvus 2.3.5 standalone (loopback), {args.n} vectors x {args.dim} dims,"
           f" top_k 10, {args.queries} queries, one client thread")
-    print(f"ready to search after import: embedded {embedded[2]:.1f} s (HNSW build), Milvus {milvus[2]:.1f} s"
+    print(f"ready to search after import: embedded {embedded[2]:.1f} s (IVF build), Milvus {milvus[2]:.1f} s"
           " (flush + index build)")
     print("| filter | selectivity | embedded p50 / p95 ms | embedded recall@10 | Milvus p50 / p95 ms | Milvus recall@10 |")
     print("|---|---|---|---|---|---|")

@@ -109,7 +109,7 @@ def run_filtered_recall(
     allowed rows), ``p50_ms``, ``p95_ms`` (wall-clock latency of one search call, ms),
     ``cpu_p50_ms`` (its CPU time on the calling thread, ms: every path runs on one thread, so
     this is the latency without other processes competing for the 2 cores), ``path`` (the
-    planner paths used, e.g. ``"hnsw-filtered 198, hnsw-filtered>exact 2"``), ``n``, ``dim``,
+    planner paths used, e.g. ``"ivf-filtered 198, exact-filtered 2"``), ``n``, ``dim``,
     ``k``, ``decay``, ``build_s`` (index build time in s, the same in every row) and ``gen_s``.
     ``decay`` is the spectrum of :func:`make_clustered` (1: realistic, 0: isotropic, harder).
     """
@@ -125,7 +125,7 @@ def run_filtered_recall(
     index.add(keys, base)
     build_s = time.perf_counter() - t0
     if log:
-        log(f"built in {build_s:.1f} s (graph: {index.has_graph})")
+        log(f"built in {build_s:.1f} s (IVF: {index.has_ann})")
 
     meta = np.random.default_rng(seed + 1).random(n)  # independent of the vectors
     offsets = np.random.default_rng(seed + 2).random(queries)

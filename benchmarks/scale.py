@@ -6,7 +6,7 @@
    1280-d vectors (the mixture of ``filtered_recall.make_clustered``, generated in chunks so the
    builder's memory stays bounded) with a ``bucket`` tag (0..999, independent of the vectors),
    imported through ``EmbeddedStore.add_images`` in transactions of 2,000 (streaming; each one
-   durable when it returns), then opened once so the index (compact projections + graph) is
+   durable when it returns), then opened once so the index (its IVF) is
    built and saved: ``build_seconds``;
 2. exact top-10 of every query at every selectivity, by a streamed scan (the ground truth);
 3. in a fresh process: open the data dir, answer the first search (``open_seconds``), then 200
@@ -15,7 +15,7 @@
    process's peak resident memory (VmHWM: memory-mapped pages it touched count);
 4. a platform of ``--posts`` creator posts (20 per creator, profiles drawn as the demo draws
    them: ``evaluation.synthetic_creators``), and in another fresh process creator search through
-   ``CreatorSearchService`` with the ``GraphPostIndex`` candidate stage: p50 / p95 unfiltered,
+   ``CreatorSearchService`` with the ``AnnPostIndex`` candidate stage: p50 / p95 unfiltered,
    p50 with a profile filter, and ``top6_agreement_vs_exact``: the share of the first page
    (6 profiles) that the exact scan (every counted post scored) also returns.
 
@@ -108,7 +108,7 @@ def rss_mb() -> float:
 
 
 def rss_split_mb() -> dict[str, float]:
-    """Current resident memory split: anonymous (heap: records, graph, tag columns) vs file-backed
+    """Current resident memory split: anonymous (heap: records, IVF codes, tag columns) vs file-backed
     (pages of the memory-mapped index the process touched: page cache the kernel can reclaim)."""
     out = {}
     for line in Path("/proc/self/status").read_text().splitlines():
@@ -143,7 +143,7 @@ def build_library(data: Path, n: int) -> dict:
                 for i in range(min(BATCH, len(block) - b))
             ])  # fmt: skip
     import_s = time.perf_counter() - start
-    store.warm("scale")  # streams the rows into the memory-mapped index, builds the graph
+    store.warm("scale")  # streams the rows into the memory-mapped index, builds the IVF
     store.close()  # saves it
     build_s = time.perf_counter() - start
 
@@ -178,7 +178,7 @@ def search_library(data: Path, n: int) -> dict:
     store.search("scale", "visual", queries[0], K)
     open_s = time.perf_counter() - start
     stats = store.index_stats("scale")["visual"]
-    out: dict = {"open_seconds": open_s, "graph_loaded": stats["graph_loaded"], "search": {}}
+    out: dict = {"open_seconds": open_s, "ann_loaded": stats["ann_loaded"], "search": {}}
     for name, bound in FILTERS.items():
         node = None if bound is None else parse_filter({"field": "bucket", "op": "<", "value": bound})
         times, recalls = [], []
@@ -230,7 +230,7 @@ def search_creators(data: Path, posts: int) -> dict:
     from lookalike.service.creators.filters import parse_filters
     from lookalike.service.creators.search import CreatorSearchService
     from lookalike.store.creator_store import CreatorStore
-    from lookalike.store.post_index import GraphPostIndex
+    from lookalike.store.post_index import AnnPostIndex
 
     rng = np.random.default_rng(SEED + 2)
     queries = SyntheticSpace.make(27, DIM, SEED).draw(rng, rng.integers(0, 27, CREATOR_QUERIES))
@@ -240,7 +240,7 @@ def search_creators(data: Path, posts: int) -> dict:
     current = {"q": queries[0]}
     kw = {"expand_locations": locations.expand, "clock": lambda: REFERENCE_DATE.timestamp(),
           "calibration": _IMAGE_CALIBRATION["efficientnet-lite0"]}
-    post_index = GraphPostIndex(background=False)
+    post_index = AnnPostIndex(background=False)
     ann = CreatorSearchService(store, lambda _: current["q"], post_index=post_index, **kw)
     exact = CreatorSearchService(store, lambda _: current["q"], **kw)
     start = time.perf_counter()
@@ -297,10 +297,10 @@ def _images(data: Path, n: int) -> dict:
         "build_seconds": built["build_seconds"], "open_seconds": searched["open_seconds"],
         "peak_rss_mb": searched["peak_rss_mb"], "disk_mb": index_mb + db_mb,
         "disk_bytes_per_image": {"index": index_mb * 2**20 / n, "sqlite": db_mb * 2**20 / n},
-        "graph_loaded_on_open": searched["graph_loaded"], "search": searched["search"],
+        "ann_loaded_on_open": searched["ann_loaded"], "search": searched["search"],
         "rss_at_end_mb": searched["rss_at_end_mb"],
     }
-    print(f"open + first search: {result['open_seconds']:.2f} s (graph loaded: {searched['graph_loaded']}), "
+    print(f"open + first search: {result['open_seconds']:.2f} s (IVF loaded: {searched['ann_loaded']}), "
           f"searching process peak RSS {result['peak_rss_mb']:.0f} MB, disk {result['disk_mb']:.0f} MB "
           f"(index {result['disk_bytes_per_image']['index']:.0f} + SQLite "
           f"{result['disk_bytes_per_image']['sqlite']:.0f} bytes per image)")

@@ -2,8 +2,8 @@
 
 A demo-sized platform (600 creators x 20 posts, profile facts drawn as ``lookalike creators
 demo`` draws them, synthetic niche embeddings: ``evaluation.synthetic_creators``) is searched
-twice: every counted post scored (the exact scan) and through ``GraphPostIndex`` (HNSW over
-compact projections, grown until the page is provably the exact one). Pages, relevances and
+twice: every counted post scored (the exact scan) and through ``AnnPostIndex`` (the IVF
+candidate stage, grown until the page is provably the exact one). Pages, relevances and
 matched posts must be equal, with and without profile and post filters.
 """
 
@@ -20,7 +20,7 @@ from lookalike.service.creators.dictionaries import Locations
 from lookalike.service.creators.filters import parse_filters
 from lookalike.service.creators.search import CreatorSearchService
 from lookalike.store.creator_store import CreatorStore
-from lookalike.store.post_index import GraphPostIndex
+from lookalike.store.post_index import AnnPostIndex
 from recording_index import Recording
 
 PLATFORM = "tiktok"
@@ -66,7 +66,7 @@ FILTERS = [
 @pytest.mark.parametrize("filters", FILTERS, ids=lambda f: "none" if f is None else "+".join(f))
 def test_candidate_stage_pages_equal_the_exact_scan(platform, filters):
     store, queries = platform
-    recording = Recording(GraphPostIndex(min_posts=1000, background=False))
+    recording = Recording(AnnPostIndex(min_posts=1000, background=False))
     images, exact, ann = services(store, queries, recording)
     query = parse_filters(PLATFORM, filters)
     compared = 0
@@ -87,7 +87,7 @@ def test_candidate_stage_pages_equal_the_exact_scan(platform, filters):
 
 def test_without_an_index_of_the_snapshot_the_search_is_exact(platform):
     store, queries = platform
-    images, exact, ann = services(store, queries, GraphPostIndex(min_posts=10**9))
+    images, exact, ann = services(store, queries, AnnPostIndex(min_posts=10**9))
     query = parse_filters(PLATFORM, None)
     for image in images[:3]:
         want, got = exact.search(PLATFORM, image, query, 0, 6), ann.search(PLATFORM, image, query, 0, 6)
@@ -124,7 +124,7 @@ def test_on_a_real_photo_demo_the_candidate_stage_returns_the_exact_pages(tmp_pa
         def embed(image):  # embedded once above
             return vectors[id(image)]
 
-        recording = Recording(GraphPostIndex(min_posts=300, background=False))
+        recording = Recording(AnnPostIndex(min_posts=300, background=False))
         exact = CreatorSearchService(rt.creators, embed, **kw)
         ann = CreatorSearchService(rt.creators, embed, post_index=recording, **kw)
         for platform, filters in (("instagram", None), ("tiktok", None), ("instagram", {"followersCount": {"min": 10_000}}),

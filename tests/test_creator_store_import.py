@@ -398,6 +398,26 @@ def test_store_refuses_other_models_missing_embeddings_and_foreign_posts(store, 
     assert store.upsert_creator(a, [], "x3", "efficientnet-lite0").removed == 1
 
 
+def test_bulk_upsert_writes_all_creators_of_a_batch_or_none(store, model):
+    vec = model.inner.embed_images([photo("rocket"), photo("coffee")]).visual
+    rec = {u: CreatorRecord("instagram", u, u, None, None, 1, 0.0, None, None, None, None, (), None, False, ())
+           for u in ("a", "b", "c")}
+    batch = [(rec["a"], [(PostRecord("pa", "a", None, None, T0, "image", {}), "h", vec[0])], "x"),
+             (rec["b"], [(PostRecord("pb", "b", None, None, T0, "image", {}), "h", vec[1])], "y")]
+    version = store.version("instagram")
+    reports = store.upsert_creators(batch, "efficientnet-lite0")
+    assert [r.added for r in reports] == [1, 1] and store.count("instagram") == 2
+    assert store.version("instagram") == version + 1  # one snapshot change for the batch
+    snap = store.snapshot("instagram")
+    assert np.array_equal(snap.posts.vectors[list(snap.posts.post_ids).index("pb")], vec[1])
+    # the third creator's post belongs to "a": the whole batch is refused, "c" is not written
+    bad = [(rec["c"], [(PostRecord("pc", "c", None, None, T0, "image", {}), "h", vec[0])], "z"),
+           (rec["c"], [(PostRecord("pa", "c", None, None, T0, "image", {}), "h", vec[0])], "z")]
+    with pytest.raises((Conflict, InvalidParameter)):
+        store.upsert_creators(bad, "efficientnet-lite0")
+    assert store.count("instagram") == 2 and store.content_hash("instagram", "c") is None
+
+
 def test_cli_creators_import(images, model_cache, tmp_path):
     feed = images.parent
     tiktok = {"likesCount": 10, "commentsCount": 2, "sharesCount": 3, "playsCount": 400, "collectsCount": 5}

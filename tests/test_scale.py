@@ -16,9 +16,9 @@ from lookalike.runtime import Runtime
 from lookalike.service.importer import ImportItem
 from lookalike.store import EmbeddedStore, NewImage
 
-# Small enough for CI, large enough for the graph and the compact (projected) candidate stage.
+# Small enough for CI, large enough for the IVF candidate stage.
 N, DIM = 3000, 128
-OPTIONS = {"hnsw_min_size": 2000, "compact_dim": 32}
+OPTIONS = {"ann_min_size": 2000}
 
 
 def clustered(rng: np.random.Generator, n: int) -> np.ndarray:
@@ -42,7 +42,7 @@ def exact(vecs: np.ndarray, ids: np.ndarray, q: np.ndarray, k: int) -> list[str]
     return [str(i) for i in ids[order]]
 
 
-def test_reopening_a_large_library_loads_its_graph_and_catches_up(tmp_path: Path):
+def test_reopening_a_large_library_loads_its_ivf_and_catches_up(tmp_path: Path):
     rng = np.random.default_rng(5)
     vecs = clustered(rng, N + 40)
     queries = clustered(rng, 20)
@@ -50,9 +50,9 @@ def test_reopening_a_large_library_loads_its_graph_and_catches_up(tmp_path: Path
     server = EmbeddedStore(db, index_dir, index_options=OPTIONS)
     server.create_library("big", "general_search", "synthetic", {"visual": DIM})
     add(server, vecs[:N], 0)
-    server.search("big", "visual", queries[0], 10)  # builds the graph
+    server.search("big", "visual", queries[0], 10)  # builds the IVF
     stats = server.index_stats("big")["visual"]
-    assert stats["graph"] and stats["projected"] and not stats["graph_loaded"]
+    assert stats["ann"] and not stats["ann_loaded"]
     for image_id in ("0", "1", "2"):
         server.delete_image("big", image_id)
     server.close()
@@ -64,7 +64,7 @@ def test_reopening_a_large_library_loads_its_graph_and_catches_up(tmp_path: Path
     reopened = EmbeddedStore(db, index_dir, index_options=OPTIONS)
     try:
         stats = reopened.index_stats("big")["visual"]
-        assert stats["graph_loaded"], "the saved graph must be loaded, not rebuilt"
+        assert stats["ann_loaded"], "the saved IVF must be loaded, not rebuilt"
         assert stats["live"] == N + 40 - 3 and stats["owner"]
         ids = np.arange(3, N + 40)
         live = vecs[3:]

@@ -1,4 +1,4 @@
-"""Tests of lookalike.index.VectorIndex: exact results, churn, filters, HNSW recall, persistence."""
+"""Tests of lookalike.index.VectorIndex: exact results, churn, filters, IVF recall, persistence."""
 
 from __future__ import annotations
 
@@ -141,7 +141,7 @@ def test_ties_are_broken_by_key_on_every_path(rng, monkeypatch):
     keys = np.arange(n, dtype=np.int64)
     dup = vecs[17]
     twins = np.array([5000, 4000, 6000, 4500], dtype=np.int64)  # out of key order on purpose
-    index = VectorIndex(dim, hnsw_min_size=1000)
+    index = VectorIndex(dim, ann_min_size=1000)
     index.add(keys, vecs)
     index.add(twins, np.repeat(dup[None], 4, axis=0))
     expect = sorted([17, *twins.tolist()])
@@ -156,15 +156,13 @@ def test_ties_are_broken_by_key_on_every_path(rng, monkeypatch):
         results[name] = (got_keys, sims, path)
         assert got_keys.tolist() == expect, (name, path)
         assert len(set(sims.tolist())) == 1
-    assert results["all"][2] == SearchPath.HNSW
+    assert results["all"][2] == SearchPath.IVF
     assert results["small"][2] == SearchPath.EXACT_FILTERED
     # the same scores, to the bit, whichever path served them
     np.testing.assert_array_equal(results["all"][1], results["small"][1])
-    monkeypatch.setattr(vi, "EXACT_ROWS_PER_FETCH", 0)  # small index: force the graph path
-    monkeypatch.setattr(vi, "HNSW_MAX_FETCH_FRACTION", 1.0)
-    monkeypatch.setattr(vi, "EXACT_MAX_ROWS", 0)
+    monkeypatch.setattr(vi, "EXACT_MAX_ROWS", 0)  # small index: force the IVF path
     got_keys, sims, path = index.search_with_path(dup, 5, allowed_big)
-    assert path == SearchPath.HNSW_FILTERED
+    assert path == SearchPath.IVF_FILTERED
     assert got_keys.tolist() == expect
     np.testing.assert_array_equal(sims, results["all"][1])
     # repeated queries give identical answers
@@ -176,7 +174,7 @@ def test_sparse_keys(rng):
     dim = 16
     ks = np.array([-(2**62), -1, 0, 2**40, 2**62 + 7], dtype=np.int64)
     vecs = unit(rng, 5, dim)
-    index = VectorIndex(dim, hnsw_min_size=3)
+    index = VectorIndex(dim, ann_min_size=3)
     index.add(ks, vecs)
     model = dict(zip(ks.tolist(), vecs, strict=True))
     for q in vecs:
@@ -193,7 +191,7 @@ def test_many_sparse_keys_vectorised_lookup(rng):
     dim, n = 16, 600
     ks = np.unique(rng.integers(-(2**63), 2**63 - 1, size=n, dtype=np.int64))
     vecs = unit(rng, ks.shape[0], dim)
-    index = VectorIndex(dim, hnsw_min_size=300)
+    index = VectorIndex(dim, ann_min_size=300)
     index.add(ks, vecs)
     model = dict(zip(ks.tolist(), vecs, strict=True))
     index.remove(ks[::3])
@@ -231,46 +229,56 @@ def test_input_validation(rng):
 
 
 @pytest.mark.parametrize("fraction", [0.0005, 0.01, 0.05, 0.15, 0.3, 0.6])
-def test_filtered_small_subsets_are_exact(rng, fraction):
+def test_filtered_searches_keep_to_the_filter(rng, monkeypatch, fraction):
     dim, n = 32, 4000
     vecs = clustered(rng, n, dim)
-    index = VectorIndex(dim, hnsw_min_size=1000)
+    index = VectorIndex(dim, ann_min_size=1000)
     index.add(np.arange(n), vecs)
     model = dict(enumerate(vecs))
+    monkeypatch.setattr(vi, "EXACT_MAX_ROWS", 500)  # small index: larger filters go to the IVF
+    hits = total = 0
     for q in clustered(rng, 10, dim):
         allowed = np.flatnonzero(rng.random(n) < fraction)
         got, sims, path = index.search_with_path(q, 10, allowed)
+        want = brute(model, q, 10, allowed.tolist())
         if allowed.shape[0] == 0:
             assert path == SearchPath.EMPTY and got.shape == (0,)
-        elif fraction < vi.HNSW_MIN_SELECTIVITY:
+        elif allowed.shape[0] <= 500:
             assert path == SearchPath.EXACT_FILTERED
-        if path.startswith("exact") or path == SearchPath.HNSW_FALLBACK:
-            assert_same((got, sims), brute(model, q, 10, allowed.tolist()))
+            assert_same((got, sims), want)
+        else:
+            assert path == SearchPath.IVF_FILTERED
         assert set(got.tolist()) <= set(allowed.tolist())
+        # exact scores for the keys returned, whatever the path
+        np.testing.assert_allclose(sims, vecs[got] @ q, rtol=0, atol=1e-5)
+        hits += len(set(got.tolist()) & set(want[0].tolist()))
+        total += len(want[0])
+    assert hits >= 0.95 * total
 
 
-def test_filtered_hnsw_falls_back_to_exact(rng, monkeypatch):
-    dim, n = 32, 4000
-    vecs = clustered(rng, n, dim)
-    index = VectorIndex(dim, hnsw_min_size=1000)
+def test_filtered_ivf_probes_more_cells_for_a_narrow_filter(rng, monkeypatch):
+    """A narrow filter is applied inside the IVF scan with more cells probed (1 / sqrt(share)
+    times), so its allowed neighbours, which lie deeper in the unfiltered ranking, are found."""
+    dim, n = 32, 8000
+    vecs = clustered(rng, n, dim, clusters=200)
+    index = VectorIndex(dim, ann_min_size=1000)
     index.add(np.arange(n), vecs)
     model = dict(enumerate(vecs))
-    monkeypatch.setattr(vi, "EXACT_ROWS_PER_FETCH", 0)  # small index: force the graph path
-    monkeypatch.setattr(vi, "HNSW_MAX_FETCH_FRACTION", 1.0)
     monkeypatch.setattr(vi, "EXACT_MAX_ROWS", 0)
-    q = vecs[0]
-    # the 30% of rows farthest from the query: none is among the graph's nearest candidates
-    far = np.argsort(vecs @ q)[: int(0.3 * n)]
-    got, sims, path = index.search_with_path(q, 10, far)
-    assert path == SearchPath.HNSW_FALLBACK
-    assert_same((got, sims), brute(model, q, 10, far.tolist()))
-    near = np.argsort(-(vecs @ q))[: int(0.5 * n)]
-    got, sims, path = index.search_with_path(q, 10, near)
-    assert path == SearchPath.HNSW_FILTERED
-    assert set(got.tolist()) <= set(near.tolist())
+    hits = {1.0: 0, 0.125: 0}
+    for q in clustered(rng, 30, dim, clusters=200):
+        allowed = np.flatnonzero(rng.random(n) < 0.03)
+        want = set(brute(model, q, 10, allowed.tolist())[0].tolist())
+        for share in hits:
+            monkeypatch.setattr(index, "probe_share", share)
+            got, _, path = index.search_with_path(q, 10, allowed)
+            assert path == SearchPath.IVF_FILTERED and set(got.tolist()) <= set(allowed.tolist())
+            hits[share] += len(set(got.tolist()) & want)
+    assert hits[1.0] == 300  # every cell probed: the exact answer
+    assert hits[0.125] >= 0.95 * 300
 
 
-# ------------------------------------------------------------------ HNSW path
+# ------------------------------------------------------------------ IVF path
 
 
 def recall(index: VectorIndex, model, queries, k=10, allowed_fn=None):
@@ -284,17 +292,17 @@ def recall(index: VectorIndex, model, queries, k=10, allowed_fn=None):
     return hits / total
 
 
-def test_hnsw_recall_unfiltered_and_filtered(rng):
+def test_ivf_recall_unfiltered_and_filtered(rng):
     dim, n = 32, 6000
     vecs = clustered(rng, n, dim)
-    index = VectorIndex(dim, hnsw_min_size=2000)
+    index = VectorIndex(dim, ann_min_size=2000)
     index.add(np.arange(1000), vecs[:1000])
-    assert not index.has_graph
-    index.add(np.arange(1000, n), vecs[1000:])  # crosses hnsw_min_size: graph built
-    assert index.has_graph
+    assert not index.has_ann
+    index.add(np.arange(1000, n), vecs[1000:])  # crosses ann_min_size: IVF built
+    assert index.has_ann
     model = dict(enumerate(vecs))
     queries = clustered(rng, 50, dim)
-    assert index.search_with_path(queries[0], 10)[2] == SearchPath.HNSW
+    assert index.search_with_path(queries[0], 10)[2] == SearchPath.IVF
     assert recall(index, model, queries) >= 0.95
     assert (
         recall(index, model, queries, allowed_fn=lambda: np.flatnonzero(rng.random(n) < 0.01))
@@ -302,9 +310,9 @@ def test_hnsw_recall_unfiltered_and_filtered(rng):
     )
 
 
-def test_hnsw_stays_correct_under_churn(rng):
+def test_ivf_stays_correct_under_churn(rng):
     dim, n = 32, 4000
-    index = VectorIndex(dim, hnsw_min_size=2000)
+    index = VectorIndex(dim, ann_min_size=2000)
     vecs = clustered(rng, n, dim)
     index.add(np.arange(n), vecs)
     model = dict(enumerate(vecs))
@@ -313,8 +321,8 @@ def test_hnsw_stays_correct_under_churn(rng):
         index.remove(gone)
         for k in gone.tolist():
             del model[k]
-        # new keys (reuse deleted graph points), re-added removed keys (unmarked points)
-        # and replaced keys (moved points)
+        # new keys, re-added removed keys and replaced keys (their old codes stay in the
+        # IVF, excluded by the live bitmap)
         new = np.arange(10_000 + 300 * round_, 10_000 + 300 * (round_ + 1))
         back = gone[:200]
         replace = rng.choice(np.array(sorted(model)), size=200, replace=False)
@@ -334,28 +342,46 @@ def test_hnsw_stays_correct_under_churn(rng):
         np.testing.assert_array_equal(sims, np.array([want[k] for k in got.tolist()], np.float32))
 
 
-def test_graph_reuses_deleted_points_and_readds_removed_keys(rng):
-    dim, n = 16, 1500
-    vecs = clustered(rng, n, dim)
-    index = VectorIndex(dim, hnsw_min_size=1000)
-    index.add(np.arange(n), vecs)
-    index.remove(np.arange(100))
-    extra = clustered(rng, 50, dim)
-    index.add(np.arange(5000, 5050), extra)  # takes over 50 of the 100 deleted points
-    assert index._graph.element_count == n  # no growth: deleted points were reused
-    # 50 of these still have a deleted point (unmarked and moved), 50 lost theirs (added afresh)
-    index.add(np.arange(100), vecs[:100])
-    assert len(index) == n + 50
-    assert index._graph.element_count == n + 50
-    for i in range(100):
-        assert index.search(vecs[i], 1)[0][0] == i
-    for i in range(50):
-        assert index.search(extra[i], 1)[0][0] == 5000 + i
+def test_ivf_is_retrained_as_the_index_grows(rng):
+    dim = 16
+    index = VectorIndex(dim, ann_min_size=500)
+    vecs = clustered(rng, 9000, dim)
+    index.add(np.arange(400), vecs[:400])
+    assert not index.has_ann
+    index.add(np.arange(400, 600), vecs[400:600])
+    first = index._ann
+    assert first is not None and first.trained_on == 600
+    index.add(np.arange(600, 2000), vecs[600:2000])
+    assert index._ann is first  # grown < RETRAIN_GROWTH x: new rows are assigned to its cells
+    index.add(np.arange(2000, 9000), vecs[2000:9000])
+    assert index._ann is not first and index._ann.trained_on == 9000 and index._ann.nlist > first.nlist
+    model = dict(enumerate(vecs))
+    assert recall(index, model, clustered(rng, 30, dim)) >= 0.95
+
+
+def test_ivf_is_retrained_when_new_rows_fit_its_cells_badly(rng):
+    """Rows unlike those the cells were trained on (new clusters) trigger a retrain before the
+    index has grown RETRAIN_GROWTH times; rows like them do not."""
+    dim = 32
+    index = VectorIndex(dim, ann_min_size=2000)
+    centres = unit(rng, 40, dim)
+
+    def draw(c: np.ndarray, n: int) -> np.ndarray:
+        x = c[rng.integers(0, len(c), n)] + 0.35 * unit(rng, n, dim)
+        return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+    index.add(np.arange(2000), draw(centres, 2000))
+    first = index._ann
+    assert first is not None and first.trained_on == 2000
+    index.add(np.arange(2000, 2400), draw(centres, 400))  # the same content: no retrain
+    assert index._ann is first
+    index.add(np.arange(2400, 2800), draw(unit(rng, 40, dim), 400))  # new content: retrained
+    assert index._ann is not first and index._ann.trained_on == 2800
 
 
 def test_concurrent_searches_during_adds(rng):
     dim = 16
-    index = VectorIndex(dim, hnsw_min_size=500)
+    index = VectorIndex(dim, ann_min_size=500)
     base = unit(rng, 300, dim)
     index.add(np.arange(300), base)
     batches = [unit(rng, 50, dim) for _ in range(30)]
@@ -385,17 +411,17 @@ def test_concurrent_searches_during_adds(rng):
     for t in threads:
         t.join()
     assert not errors, errors[0]
-    assert index.has_graph
+    assert index.has_ann
 
 
 # ------------------------------------------------------------------ persistence
 
 
-@pytest.mark.parametrize("with_graph", [False, True])
-def test_save_load_round_trip(tmp_path, rng, with_graph):
+@pytest.mark.parametrize("with_ann", [False, True])
+def test_save_load_round_trip(tmp_path, rng, with_ann):
     dim, n = 32, 3000
     vecs = clustered(rng, n, dim)
-    index = VectorIndex(dim, hnsw_min_size=2000 if with_graph else 10_000, M=12, ef_search=64)
+    index = VectorIndex(dim, ann_min_size=2000 if with_ann else 10_000, probe_share=0.25)
     index.add(np.arange(n), vecs)
     index.remove(np.arange(0, n, 10))
     index.watermark = 987654321
@@ -403,13 +429,8 @@ def test_save_load_round_trip(tmp_path, rng, with_graph):
     index.save(path)
     assert [p.name for p in tmp_path.iterdir()] == ["field.vidx"]  # no temporary left behind
     loaded = VectorIndex.load(path)
-    assert loaded.has_graph == with_graph
-    assert (loaded.watermark, loaded.M, loaded.ef_search, len(loaded)) == (
-        987654321,
-        12,
-        64,
-        len(index),
-    )
+    assert loaded.has_ann == loaded.ann_loaded == with_ann
+    assert (loaded.watermark, loaded.probe_share, len(loaded)) == (987654321, 0.25, len(index))
     np.testing.assert_array_equal(loaded.keys(), index.keys())
     allowed = np.arange(0, n, 3)
     for q in clustered(rng, 20, dim):
@@ -450,14 +471,14 @@ def test_save_load_empty(tmp_path):
     )
 
 
-def test_on_disk_index_reopens_with_its_graph_and_memory_mapped_rows(tmp_path, rng, monkeypatch):
-    """A saved index opens without rebuilding its graph and without reading its vectors."""
-    dim, n = 600, 3000  # > 1.5 x compact_dim: candidates come from projected rows
+def test_on_disk_index_reopens_with_its_ivf_and_memory_mapped_rows(tmp_path, rng):
+    """A saved index opens without rebuilding its IVF and without reading its vectors."""
+    dim, n = 600, 3000
     vecs = clustered(rng, n, dim)
     directory = tmp_path / "visual"
-    index = VectorIndex(dim, directory=directory, hnsw_min_size=2000, compact_dim=64)
+    index = VectorIndex(dim, directory=directory, ann_min_size=2000)
     index.add(np.arange(n), vecs)
-    assert index.has_graph and index.projected and not index.graph_loaded
+    assert index.has_ann and not index.ann_loaded
     index.remove(np.arange(0, n, 7))
     index.watermark = 42
     assert index.save()
@@ -466,15 +487,14 @@ def test_on_disk_index_reopens_with_its_graph_and_memory_mapped_rows(tmp_path, r
     index.close()
 
     loaded = VectorIndex.load(directory)
-    assert loaded.graph_loaded and loaded.projected and not loaded.read_only
+    assert loaded.ann_loaded and not loaded.read_only
     assert isinstance(loaded._vecs.view(), np.memmap)  # mapped, not read into RAM
     assert (len(loaded), loaded.slots, loaded.watermark) == (len(index), n, 42)
     for q, w in zip(queries, want, strict=True):
         assert_same(loaded.search(q, 10), w)
-    # graph candidates re-ranked exactly: the scores are the exact ones of the returned keys
-    monkeypatch.setattr(vi, "HNSW_MAX_FETCH_FRACTION", 1.0)  # small index: allow the graph path
+    # IVF candidates re-ranked exactly: the scores are the exact ones of the returned keys
     keys, sims, path = loaded.search_with_path(queries[0], 10)
-    assert path == SearchPath.HNSW
+    assert path == SearchPath.IVF
     np.testing.assert_allclose(sims, vecs[keys] @ queries[0], rtol=0, atol=1e-5)
     # a second owner in the same directory opens read-only and never writes the files
     other = VectorIndex.load(directory)
@@ -489,7 +509,7 @@ def test_compaction_drops_tombstones_and_keeps_results(tmp_path, rng):
     dim, n = 600, 3000
     vecs = clustered(rng, n, dim)
     directory = tmp_path / "visual"
-    index = VectorIndex(dim, directory=directory, hnsw_min_size=2000, compact_dim=64)
+    index = VectorIndex(dim, directory=directory, ann_min_size=2000)
     index.add(np.arange(n), vecs)
     index.remove(np.arange(0, n, 2))
     index.add(np.array([1, 3]), vecs[[10, 12]])  # replaced: old rows tombstoned
@@ -500,6 +520,7 @@ def test_compaction_drops_tombstones_and_keeps_results(tmp_path, rng):
     assert index.slots == n + 2 and len(index) == n // 2
     assert index.compact() == n // 2 + 2
     assert index.slots == len(index) == n // 2
+    assert index._ann is not None and index._ann.ntotal == n // 2  # dead codes dropped, ids renumbered
     assert sum(p.stat().st_size for p in directory.iterdir()) < before_bytes
     for q, (w, wf) in zip(queries, want, strict=True):
         assert_same(index.search(q, 10), w)
@@ -507,7 +528,7 @@ def test_compaction_drops_tombstones_and_keeps_results(tmp_path, rng):
     assert index.compact() == 0
     index.close()
     again = VectorIndex.load(directory)
-    assert again.graph_loaded and again.slots == n // 2
+    assert again.ann_loaded and again.slots == n // 2
     for q, (w, _) in zip(queries, want, strict=True):
         assert_same(again.search(q, 10), w)
     again.close()

@@ -210,7 +210,7 @@ class Runtime:
     @cached_property
     def post_index(self) -> PostIndex:
         """Candidate stage of creator search on large platforms (built in the background): in
-        Milvus when ``LOOKALIKE_STORE`` names Milvus, else in-process graphs."""
+        Milvus when ``LOOKALIKE_STORE`` names Milvus, else in-process IVFs."""
         return open_post_index(self.store)
 
     def close(self) -> None:

@@ -124,15 +124,22 @@ def synthetic_creators(
 
 def write_synthetic_platform(
     store: CreatorStore, space: SyntheticSpace, count: int, posts_per_creator: int, seed: int, platform: str,
-    locations: Locations, model_id: str = "efficientnet-lite0",
+    locations: Locations, model_id: str = "efficientnet-lite0", batch: int = 100,
 ) -> int:
-    """Upsert the creators of ``synthetic_creators`` into ``store`` (one transaction each, as an
-    import does); creators already stored with the same content are skipped. Returns posts written."""
+    """Upsert the creators of ``synthetic_creators`` into ``store``, ``batch`` creators a
+    transaction (``CreatorStore.upsert_creators``); creators already stored with the same content
+    are skipped. Returns posts written."""
     written = 0
+    tag = f"synthetic-{seed}-{posts_per_creator}"
+    pending: list = []
     for record, posts in synthetic_creators(space, count, posts_per_creator, seed, platform, locations):
-        tag = f"synthetic-{seed}-{posts_per_creator}"
         if store.content_hash(platform, record.user_id) == tag:
             continue
-        store.upsert_creator(record, posts, content_hash=tag, model_id=model_id)
+        pending.append((record, posts, tag))
         written += len(posts)
+        if len(pending) >= batch:
+            store.upsert_creators(pending, model_id)
+            pending = []
+    if pending:
+        store.upsert_creators(pending, model_id)
     return written

@@ -1,4 +1,4 @@
-"""Vector search over one embedding field: :class:`VectorIndex` (exact scan + HNSW)."""
+"""Vector search over one embedding field: :class:`VectorIndex` (exact scan + IVF-SQ8 candidates)."""
 
 from .vector_index import SearchPath, VectorIndex
 

@@ -6,14 +6,12 @@ the files the current ``meta.json`` points to)::
     meta.json                  JSON: format, dim, parameters, watermark, slot count, file names
     keys.<g>.i64               append-only (slots,) little-endian int64 keys, slot order
     vectors.<g>.f32            append-only (slots, dim) little-endian float32 rows, slot order
-    compact.<g>.f32            append-only (slots, r) float32 projections (with a projection)
-    projection.<g>.f32         (dim, r) float32 projection matrix (with a projection)
     live.<g>.u8                (slots,) uint8 tombstone map: 1 = live, 0 = deleted
-    graph.<g>.hnsw             hnswlib ``save_index`` bytes of the candidate graph (labels = keys)
+    ann.<g>.faiss              FAISS ``write_index`` bytes of the IVF-SQ8 candidate stage (ids = slots)
 
 The row files are raw arrays, memory-mapped on open (``numpy.memmap``), so opening an index reads
-neither its vectors nor its projections into RAM; only keys and the tombstone map are read
-(9 bytes a slot) and the graph is loaded by hnswlib. Appends go past the end of the slot count
+none of its vectors into RAM; only keys and the tombstone map are read (9 bytes a slot) and the
+IVF's codes (dim + 8 bytes a slot) are read by FAISS. Appends go past the end of the slot count
 recorded in ``meta.json``; a crash before the next :func:`write_meta` leaves those rows unused,
 and the next append overwrites them. ``meta.json`` is replaced atomically (write to a temporary
 file, fsync, ``os.replace``, fsync the directory: the POSIX recipe for an atomic file update),
@@ -24,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import mmap
 import os
 import tempfile
 from pathlib import Path
@@ -33,7 +32,7 @@ import numpy as np
 
 __all__ = ["FORMAT_VERSION", "META_NAME", "RowFile", "fsync_dir", "read_meta", "write_meta"]
 
-FORMAT_VERSION: Final = 2
+FORMAT_VERSION: Final = 3
 META_NAME: Final = "meta.json"
 _MAGIC: Final = "lookalike-vector-index"
 # Files grow by this factor (and at least _MIN_ROWS rows) when an append overflows them, so
@@ -171,6 +170,22 @@ class RowFile:
         finally:
             os.close(fd)
         return out
+
+    def release(self) -> None:
+        """Unmap the pages this process touched through the map; they stay in the page cache.
+
+        An exact scan of the rows a filter allows reads them through the map, and every page
+        it touches (plus the kernel's fault-around neighbours: 64 KB a fault) then counts as
+        this process's resident memory until unmapped: measured at 1M x 1280-d, 2.1 GB after
+        scans of 1 % filters. ``madvise(MADV_DONTNEED)`` on a shared file mapping drops only
+        the page-table entries (dirty pages stay in the page cache and are written back), so
+        nothing is lost. A private (copy-on-write) map keeps its pages: they may hold changes.
+        """
+        if self.path is None or self.private or not isinstance(self._data, np.memmap):
+            return
+        region = getattr(self._data, "_mmap", None)
+        if region is not None:
+            region.madvise(mmap.MADV_DONTNEED)
 
     def flush(self) -> None:
         """Write dirty pages to the file and fsync it (no-op in RAM or private)."""

@@ -8,25 +8,23 @@ Search methods, chosen per query by a small planner (:meth:`VectorIndex.search_w
 
 * exact: inner products with all live rows, or with the allowed rows gathered block by block,
   then ``np.argpartition``; recall 1.0, cost proportional to rows x dim. Used below
-  ``hnsw_min_size`` rows and for filters passing at most ``EXACT_MAX_ROWS`` rows.
-* compact scan: the same over the compact (PCA-projected, 256-d) rows, keeping the best
-  ``RERANK_PER_K * k`` for an exact re-rank: for filters passing many rows of a large index.
-* HNSW: a hierarchical navigable small-world graph (Malkov & Yashunin, "Efficient and robust
-  approximate nearest neighbor search using Hierarchical Navigable Small World graphs",
-  IEEE TPAMI 42(4), 2018), through hnswlib 0.8, space ``'ip'``. Built lazily once the index
-  holds ``hnsw_min_size`` vectors, then kept in step with every add and remove. It indexes
-  the compact rows; its candidates are re-ranked exactly.
+  ``ann_min_size`` rows and for filters passing at most ``EXACT_MAX_ROWS`` rows.
+* IVF: an inverted file of 8-bit scalar-quantised codes over all dimensions
+  (:mod:`lookalike.index.ivf`, FAISS), built once the index holds ``ann_min_size`` vectors
+  and kept in step with every add. A filter is applied inside the scan (a bitmap of allowed
+  slots), with proportionally more cells probed, so a filtered query sees about as many
+  allowed candidates as an unfiltered one. Candidates are re-ranked with the full vectors.
 
-The on-disk format (a directory of memory-mapped row files, the graph and a header) is in
+The on-disk format (a directory of memory-mapped row files, the IVF and a header) is in
 :mod:`lookalike.index.persist`.
 
-Why a planner (``docs/research.md``, "Vector engines", measured on this 2-core machine):
-hnswlib at M=16, efConstruction=128 gives recall@10 0.987 in 0.87 ms over 200k 512-d vectors,
-but graph search under a selective filter loses recall unless it falls back to an exact search,
-and an exact search over a pre-gathered 1% subset costs 0.05 ms. So selective filters (and
-small indexes) are scanned; broad filters use an over-fetching graph query whose survivors are
-checked against the filter, redone exactly when fewer than k survive. The cut-offs below come
-from ``benchmarks/filtered_recall.py``.
+Why this design (``docs/research.md``, "Vector engines", and README, "Storage at scale",
+measured on this 2-core machine): an exact search over a pre-gathered filtered subset is cheap
+and exact (16k x 1280-d rows in ~5-10 ms), and graph search loses recall under selective
+filters, so selective filters are scanned. For the rest, the candidate stage must keep the order
+*inside* dense clusters: at 1M clustered 1280-d vectors an HNSW graph over a 256-d projection
+topped out at recall@10 0.945 even with 2,000 candidates re-ranked, while IVF over SQ8 codes of
+all 1280 dimensions reaches 0.98+ at a few percent of the cells, and filters cost it no recall.
 
 Every returned similarity is recomputed by one row-wise routine (:func:`_rescore`) whose value for
 a row does not depend on which other rows are in the batch, so a key gets bit-identical scores
@@ -44,9 +42,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Final
 
-import hnswlib
 import numpy as np
 
+from .ivf import CoarseIndex, nlist_for
 from .persist import META_NAME, RowFile, read_meta, remove_unreferenced, write_meta
 
 __all__ = ["SearchPath", "VectorIndex"]
@@ -58,38 +56,44 @@ class SearchPath:
     EMPTY: Final = "empty"  # nothing to search: empty index, k == 0 or no allowed key is live
     EXACT: Final = "exact"  # brute force over all live rows
     EXACT_FILTERED: Final = "exact-filtered"  # brute force over the allowed rows
-    HNSW: Final = "hnsw"  # graph search, no filter
-    HNSW_FILTERED: Final = "hnsw-filtered"  # over-fetching graph search, filtered afterwards
-    HNSW_FALLBACK: Final = "hnsw-filtered>exact"  # too few survivors: redone by a scan
-    COMPACT: Final = "compact"  # scan of the compact rows, re-ranked exactly
-    COMPACT_FILTERED: Final = "compact-filtered"  # the same over the allowed rows
+    IVF: Final = "ivf"  # inverted-file candidates, re-ranked exactly
+    IVF_FILTERED: Final = "ivf-filtered"  # the same, the filter applied inside the scan
 
 
-# Planner constants, set from measurements at n=100k, k=10, dim 256 and 1280, on clustered data
-# with a realistic (decaying) and a hard (isotropic) variance spectrum, 2 cores, single-thread
-# CPU time per query (benchmarks/filtered_recall.py; the numbers are in its report).
-#
-# Filtered graph queries ask for OVERFETCH * k / s candidates (s = allowed share of the rows),
-# so about OVERFETCH * k of them are expected to pass. 2 (the first design: an expected 2k
-# survivors) gave recall@10 0.92-0.98 at s = 0.05-0.2, since the allowed top-k lie deeper in the
-# unfiltered ranking than the graph is accurate; 8 gives 0.995-0.999 at every s >= 0.02 on the
-# realistic data and 0.98-0.998 at s >= 0.1 on the hard data.
-OVERFETCH: Final = 8.0
-# Below this selectivity a filtered query is always answered exactly, whatever the sizes: the
-# graph query would need >= 1600 candidates for k=10 and, on the hard data, drops below 0.98
-# recall (0.977-0.983 at s = 0.05), while the scan is exact.
-HNSW_MIN_SELECTIVITY: Final = 0.1
-# Above it, scan anyway when the allowed rows number at most this many times the candidates the
-# graph query would fetch. Measured: one fetched graph candidate costs as much as scanning ~8
-# (1280-d) to ~12 (256-d) gathered rows; 16 settles near-ties in favour of the exact answer (at
-# n=100k, k=10: 10% filters are scanned, 20% and up go to the graph).
-EXACT_ROWS_PER_FETCH: Final = 16
+# Share of the IVF cells an unfiltered query probes, and the floor. Measured on 1M clustered
+# 1280-d vectors (benchmarks/scale.py's mixture, 4,096 cells, 200 queries, recall@10 after the
+# exact re-rank; README, Storage at scale): 1.6 / 3.1 / 6.3 / 12.5 % of the cells gave
+# recall@10 PROBE_TABLE_PLACEHOLDER.
+PROBE_SHARE: Final = 0.125
+MIN_PROBES: Final = 16
+# Filters passing more than EXACT_MAX_ROWS rows, a share s of them. Measured at 1M (README,
+# Storage at scale; 60 queries, recall@10 of the allowed rows, ms under load ~5, where the
+# unfiltered query gave 0.983 in 16 ms):
+# - s >= POSTFILTER_MIN_SHARE: the unfiltered candidates, _pool(k) / s of them from
+#   POSTFILTER_PROBES times the cells, keeping those allowed. At 50 %: 0.977 / 0.980 / 0.993 /
+#   0.997 with 1 / 1.5 / 2 / 3 times the cells (16 / 22 / 27 / 35 ms).
+# - below: the filter applied inside the scan (a bitmap of allowed slots; FAISS checks it for
+#   every code of the probed cells), probing 1 / sqrt(s) times the cells. At 10 %: 0.988 in
+#   16 ms (1 / s: 1.000 in 37 ms; post-filtering with 2 x the cells: 0.982 in 29 ms).
+POSTFILTER_MIN_SHARE: Final = 0.3
+POSTFILTER_PROBES: Final = 2
+# The IVF is retrained (new cells for the new size) once the live rows reach RETRAIN_GROWTH
+# times the count it was trained on: cells stay near 4·sqrt(n) (FAISS's guideline).
+RETRAIN_GROWTH: Final = 4
+# ... or once the rows added since training (at least DRIFT_MIN_SHARE of the trained size) fit
+# their cells worse than DRIFT_RATIO times the training rows did (mean nearest-centroid
+# cosine): new content unlike the old lands scattered over cells fitted to the old, and a
+# query near it no longer finds it in its nearest cells (measured on a test with new random
+# clusters per batch: recall@10 fell from 1.0 to 0.53 without this rule).
+DRIFT_MIN_SHARE: Final = 0.1
+DRIFT_RATIO: Final = 0.9
+# Probed cells hold at least this many times the candidates wanted (deep requests, such as
+# creator search's candidate rounds, need more cells than the probe share gives).
+_PROBE_MARGIN: Final = 2
 # When the allowed rows are more than this share of all rows, scanning the whole matrix
 # (sequential reads) and picking their scores is cheaper than gathering their rows (random
 # reads plus a copy: measured 0.17 vs 0.09 us per 256-d row).
 GATHER_MAX_FRACTION: Final = 0.5
-# A graph query asking for more than this share of the live rows costs more than a scan.
-HNSW_MAX_FETCH_FRACTION: Final = 0.05
 
 # Largest key span the dense key->slot table may cover, as a multiple of the live row count
 # (with a floor); beyond it keys are mapped by a dict and a lazily sorted array.
@@ -99,28 +103,32 @@ _DENSE_SPAN_FLOOR: Final = 1 << 20
 # 100k elements ran on one thread, 256k on two) and within L2 (see VectorIndex._scan).
 _BLOCK_FLOATS: Final = 98_304
 _NORM_TOLERANCE: Final = 1e-3
-_MIN_CAPACITY: Final = 1024
 _GROWTH: Final = 1.5
+_PAGE_SIZE: Final = os.sysconf("SC_PAGE_SIZE")
 
-# Compact vectors for the candidate stage: 256 principal directions. Measured at 100k x 1280-d
-# clustered vectors (benchmarks/filtered_recall.make_clustered, 200 queries, recall@10 after an
-# exact re-rank; README, Storage): a scan of 256-d projections re-ranking its best 100 / 200
-# gave 0.990 / 0.994, 128-d only 0.962 / 0.975.
-COMPACT_DIM: Final = 256
 # Candidates re-ranked exactly: RERANK_PER_K per wanted result up to 10 results, then 2 more per
 # result (a deep request, e.g. creator search's 512 candidates, needs a thinner margin), at least
-# RERANK_MIN. Graph candidates at 256-d reached recall@10 0.974 with 200 and need ~400 for 0.98+.
-RERANK_PER_K: Final = 40
-RERANK_MIN: Final = 200
+# RERANK_MIN. SQ8 codes rank almost exactly, so the pool only covers their small errors.
+RERANK_PER_K: Final = 20
+RERANK_MIN: Final = 100
+# File pages an exact scan touched stay mapped, and count as resident memory, until the
+# process maps more than this (bytes); then the scanned index unmaps its pages (they stay in
+# the page cache: RowFile.release). Unmapping after every scan made the next scan of the
+# same rows fault them back in (1 % of 1M: 8 -> 49 ms).
+MAPPED_BUDGET: Final = 1 << 30
 # A filter passing at most this many rows is always scanned exactly in full precision: a gather
-# of 16k x 1280-d rows costs ~5-10 ms and makes small filtered searches exact (recall 1.0).
-EXACT_MAX_ROWS: Final = 16_384
-# Rows sampled to fit the projection (a 1280 x 1280 eigendecomposition, ~1 s).
-_PROJECTION_SAMPLE: Final = 20_000
-# Floats per block when writing compact rows and inserting into the graph (bounded memory).
+# of 4k x 1280-d rows costs ~2-3 ms and is exact (recall 1.0). Larger ones go to the IVF's
+# bitmap scan, which probes every cell when the filter is this narrow (1 % of 1M: 1.000), and
+# whose codes sit in RAM: a gather of 10k rows through the map left ~1.5 GB of file pages
+# mapped (fault-around), resident memory the 1M target has no room for.
+EXACT_MAX_ROWS: Final = 4096
+# Rows sampled to train the IVF (cells and quantiser ranges, and its fit): see
+# ivf.CoarseIndex.train.
+_TRAIN_SAMPLE: Final = 120_000
+# Floats per block when feeding rows to the IVF (bounded memory).
 _BUILD_BLOCK: Final = 1 << 24
 _LOCK_NAME: Final = "lock"
-_SUFFIX: Final = {"vectors": "f32", "keys": "i64", "compact": "f32"}
+_SUFFIX: Final = {"vectors": "f32", "keys": "i64"}
 
 
 # --------------------------------------------------------------------------------------------
@@ -298,29 +306,24 @@ class VectorIndex:
     old one, removing a key tombstones its row. Tombstoned rows cost disk and scan time until
     :meth:`compact` rewrites the files without them. Keys are int64 (the store's row ids).
 
-    Candidate stage and exact re-rank: once ``hnsw_min_size`` vectors are live, an hnswlib
-    graph (space ``'ip'``, labels = keys) is built over *compact* vectors: each row projected
-    onto the top ``compact_dim`` principal directions of the library's own vectors (the
-    eigenvectors of the uncentred second-moment matrix of a sample, so inner products are
-    preserved as well as any rank-r map can; Eckart-Young), e.g. 1280-d -> 256-d, a fifth of the
-    bytes. Fields of at most ``1.5 * compact_dim`` dims are not projected. Graph candidates,
-    and candidates of a scan over the compact rows, are re-ranked with the full-precision rows,
-    so every returned similarity is the exact one (:func:`_rescore`); recall, not score, is
-    what the compact stage may cost (measured in README, Storage).
+    Candidate stage and exact re-rank: once ``ann_min_size`` vectors are live, an inverted file
+    of 8-bit codes of every dimension (:class:`~lookalike.index.ivf.CoarseIndex`, ids = slots,
+    1 byte a dimension: a quarter of the float32 rows, held in RAM) finds candidates, which are
+    re-ranked with the full-precision rows, so every returned similarity is the exact one
+    (:func:`_rescore`); recall, not score, is what the candidate stage may cost (measured in
+    README, Storage at scale). The IVF is retrained for the new size once the index has grown
+    ``RETRAIN_GROWTH`` times past what it was trained on.
 
     Thread safety: any number of concurrent :meth:`search` calls against one writer at a time;
     :meth:`add`, :meth:`remove` and :meth:`compact` are atomic with respect to searches, and
-    :meth:`compact` lets searches run while it copies.
+    :meth:`compact` and IVF (re)builds let searches run while they copy or train.
 
     Args:
         dim: vector dimension (> 0).
         directory: where the index lives on disk (created; any index there is replaced), or
             None for an index in RAM only (it can still be written out with :meth:`save`).
-        hnsw_min_size: number of live vectors at which the graph is first built.
-        M: HNSW out-degree (hnswlib ``M``).
-        ef_construction: HNSW build beam width.
-        ef_search: HNSW query beam width (widened to the candidate count a query asks for).
-        compact_dim: dimensions of the compact (projected) vectors.
+        ann_min_size: number of live vectors at which the IVF is first built.
+        probe_share: share of the IVF cells an unfiltered query scans (0 < share <= 1).
 
     Raises:
         ValueError: a parameter out of range.
@@ -328,7 +331,7 @@ class VectorIndex:
     Attributes:
         watermark: an int the owner sets to record how far the index reflects its durable rows
             (e.g. the last applied change id); saved and restored with the index, not used here.
-        graph_loaded: True when the graph was read from disk by :meth:`load` (not built).
+        ann_loaded: True when the IVF was read from disk by :meth:`load` (not built).
         read_only: True when another process owns the directory (see :meth:`load`): searches
             and changes work, in this process's memory only, and :meth:`save` is a no-op.
     """
@@ -338,31 +341,25 @@ class VectorIndex:
         dim: int,
         *,
         directory: Path | str | None = None,
-        hnsw_min_size: int = 20_000,
-        M: int = 16,
-        ef_construction: int = 128,
-        ef_search: int = 128,
-        compact_dim: int = COMPACT_DIM,
+        ann_min_size: int = 20_000,
+        probe_share: float = PROBE_SHARE,
     ) -> None:
         if int(dim) <= 0:
             raise ValueError(f"dim must be > 0, got {dim}")
-        if int(hnsw_min_size) < 1:
-            raise ValueError(f"hnsw_min_size must be >= 1, got {hnsw_min_size}")
-        if int(M) < 2 or int(ef_construction) < 1 or int(ef_search) < 1 or int(compact_dim) < 1:
-            raise ValueError("M must be >= 2, ef_construction, ef_search and compact_dim >= 1")
+        if int(ann_min_size) < 1:
+            raise ValueError(f"ann_min_size must be >= 1, got {ann_min_size}")
+        if not 0 < float(probe_share) <= 1:
+            raise ValueError(f"probe_share must be in (0, 1], got {probe_share}")
         self.dim = int(dim)
-        self.hnsw_min_size = int(hnsw_min_size)
-        self.M = int(M)
-        self.ef_construction = int(ef_construction)
-        self.ef_search = int(ef_search)
-        self.compact_dim = int(compact_dim)
+        self.ann_min_size = int(ann_min_size)
+        self.probe_share = float(probe_share)
         self.watermark: int = 0
-        self.graph_loaded = False
+        self.ann_loaded = False
         self.read_only = False
 
         self._lock = _RWLock()
-        # Writers (add, remove, compact) queue here first, so compact can copy under the read
-        # lock (searches go on) while no writer changes the rows it copies.
+        # Writers (add, remove, compact) queue here first, so compact and IVF builds can work
+        # under the read lock (searches go on) while no writer changes the rows they read.
         self._write_gate = threading.Lock()
         self._dir = None if directory is None else Path(directory)
         self._lock_fd: int | None = None
@@ -380,21 +377,20 @@ class VectorIndex:
         self._keys = self._new_rows("keys", 1, "<i8")
         self._live = np.zeros(0, dtype=bool)
         self._n_live = 0
-        self._proj: np.ndarray | None = None
-        self._compact: RowFile | None = None
         self._map = _KeyMap()
         self._live_slots: np.ndarray | None = None
-        self._graph: hnswlib.Index | None = None
-        # Keys removed from the index whose points may still sit (marked deleted) in the graph;
-        # re-adding one must unmark it first, because hnswlib refuses to update a deleted point
-        # when replacement of deleted points is enabled.
-        self._graph_dead: set[int] = set()
+        self._live_bits: np.ndarray | None = None
+        self._ann: CoarseIndex | None = None
+        # Rows assigned to the IVF's cells since it was trained (or loaded), and the sum of
+        # their nearest-centroid cosines: the drift test of _maybe_build.
+        self._added = 0
+        self._added_fit = 0.0
 
     @classmethod
     def over(cls, vectors: np.ndarray, **options: Any) -> VectorIndex:
         """An index in RAM whose keys are the row numbers of ``vectors`` ((n, dim) float32,
         L2-normalised rows, not checked), searching that array in place (no copy of the full
-        vectors; the compact rows and the graph are built when n >= ``hnsw_min_size``).
+        vectors; the IVF is built when n >= ``ann_min_size``).
 
         For a read-only matrix such as a creator-post snapshot; ``options`` as for the
         constructor (without ``directory``).
@@ -407,8 +403,8 @@ class VectorIndex:
         index._live = np.ones(n, dtype=bool)
         index._n_live = n
         index._map.set(np.arange(n, dtype=np.int64), np.arange(n, dtype=np.int64), n)
-        if n >= index.hnsw_min_size:
-            index._build_graph()
+        if n >= index.ann_min_size:
+            index._ann = index._build_ann()
         return index
 
     def _new_rows(self, kind: str, width: int, dtype: str) -> RowFile:
@@ -455,14 +451,9 @@ class VectorIndex:
             return self._keys.view()[self._live_slot_array(), 0].astype(np.int64)
 
     @property
-    def has_graph(self) -> bool:
-        """Whether the HNSW graph exists (built or loaded)."""
-        return self._graph is not None
-
-    @property
-    def projected(self) -> bool:
-        """Whether candidates come from compact (projected) vectors."""
-        return self._proj is not None
+    def has_ann(self) -> bool:
+        """Whether the IVF candidate stage exists (built or loaded)."""
+        return self._ann is not None
 
     @property
     def slots(self) -> int:
@@ -474,10 +465,8 @@ class VectorIndex:
         return self._dir
 
     def __repr__(self) -> str:
-        return (
-            f"VectorIndex(dim={self.dim}, n={self._n_live}, slots={self.slots}, "
-            f"graph={self._graph is not None}, projected={self.projected}, watermark={self.watermark})"
-        )
+        ann = "none" if self._ann is None else f"ivf{self._ann.nlist}"
+        return f"VectorIndex(dim={self.dim}, n={self._n_live}, slots={self.slots}, ann={ann}, watermark={self.watermark})"
 
     def _live_slot_array(self) -> np.ndarray:
         cached = self._live_slots
@@ -485,6 +474,19 @@ class VectorIndex:
             cached = np.flatnonzero(self._live[: self._vecs.rows]).astype(np.int64)
             self._live_slots = cached
         return cached
+
+    def _live_bitmap(self) -> np.ndarray:
+        """Packed bitmap (little bit order) of the live slots, for the IVF's selector."""
+        cached = self._live_bits
+        if cached is None:
+            cached = np.packbits(self._live[: self._vecs.rows], bitorder="little")
+            self._live_bits = cached
+        return cached
+
+    def _changed(self) -> None:
+        """Drop the caches derived from the live map (write lock held)."""
+        self._live_slots = None
+        self._live_bits = None
 
     # ---------------------------------------------------------------- mutation
 
@@ -497,10 +499,11 @@ class VectorIndex:
             vectors: ``(n, dim)`` float32 (other float dtypes are converted), each row finite and
                 L2-normalised (norm within 1e-3 of 1).
 
-        The call that brings the index to ``hnsw_min_size`` vectors builds the graph (searches
-        wait): the projection fit plus O(n log n) graph inserts, measured 29 s for 100k 1280-d
-        vectors projected to 256-d on 2 cores (50-85 s unprojected). Later adds insert into the
-        graph at about the same cost per vector.
+        The call that brings the index to ``ann_min_size`` vectors (or ``RETRAIN_GROWTH`` times
+        the size the IVF was trained on) (re)builds the IVF before it returns, while searches go
+        on with the previous state: k-means on a sample plus one pass assigning every row to a
+        cell, O(n * nlist * dim), measured ~XX s for 1M 1280-d vectors on 2 cores. Other adds
+        assign their rows to cells (~0.1 ms a row at 1M).
 
         Raises:
             ValueError: shape mismatch, non-finite values or a row that is not unit length.
@@ -523,20 +526,23 @@ class VectorIndex:
             pick = np.sort(keys.shape[0] - 1 - rev_first)
             keys, vectors = keys[pick], vectors[pick]
         with self._write_gate:
-            # Projected under the gate: a concurrent add may have just fitted the projection.
-            compact = None if self._proj is None else vectors @ self._proj
+            # Cells found before the write lock, so searches wait only for the append.
+            cells = None
+            if self._ann is not None:
+                cells, fit = self._ann.assign(vectors)
+                self._added += cells.shape[0]
+                self._added_fit += float(fit.sum(dtype=np.float64))
             with self._lock.write():
-                self._apply_add(keys, vectors, compact)
+                self._apply_add(keys, vectors, cells)
+            self._maybe_build()
 
-    def _apply_add(self, keys: np.ndarray, vectors: np.ndarray, compact: np.ndarray | None) -> None:
+    def _apply_add(self, keys: np.ndarray, vectors: np.ndarray, cells: np.ndarray | None) -> None:
         """The body of :meth:`add` (write lock held)."""
         old_slots = self._map.lookup(keys)
         old = old_slots >= 0
         self._live[old_slots[old]] = False
         slots = self._vecs.append(vectors)
         self._keys.append(keys[:, None])
-        if self._compact is not None and compact is not None:
-            self._compact.append(compact)
         if self._live.shape[0] < self._vecs.capacity:
             grown = np.zeros(self._vecs.capacity, dtype=bool)
             grown[: self._live.shape[0]] = self._live
@@ -544,11 +550,48 @@ class VectorIndex:
         self._live[slots] = True
         self._n_live += int((~old).sum())
         self._map.set(keys, slots, self._n_live)
-        self._live_slots = None
-        if self._graph is not None:
-            self._graph_add(keys, vectors if compact is None else compact, old)
-        elif self._n_live >= self.hnsw_min_size:
-            self._build_graph()
+        self._changed()
+        if self._ann is not None:
+            self._ann.add(slots, vectors, cells)
+
+    def _maybe_build(self) -> None:
+        """(Re)build the IVF when the index reached its first or next size (write gate held).
+
+        Trains and fills the new IVF under the read lock, so searches go on with the previous
+        one; no writer can change the rows meanwhile (they wait at the gate).
+        """
+        with self._lock.read():
+            n, ann = self._n_live, self._ann
+            if ann is None:
+                due = n >= self.ann_min_size
+            else:
+                drifted = (
+                    self._added >= DRIFT_MIN_SHARE * ann.trained_on
+                    and self._added_fit < DRIFT_RATIO * ann.fit * self._added
+                )
+                due = n >= RETRAIN_GROWTH * max(1, ann.trained_on) or (drifted and n >= self.ann_min_size)
+            if not due:
+                return
+            ann = self._build_ann()
+        with self._lock.write():
+            self._ann = ann
+            self._added, self._added_fit = 0, 0.0
+
+    def _build_ann(self) -> CoarseIndex:
+        """A new IVF over the live rows (caller holds the read lock or owns the index)."""
+        live = self._live_slot_array()
+        n = live.shape[0]
+        nlist = min(nlist_for(n), n)
+        rng = np.random.default_rng(self.dim)  # deterministic: same rows, same cells
+        take = min(n, max(_TRAIN_SAMPLE, nlist))  # k-means rows + rows that measure the fit
+        sample = np.sort(rng.choice(live, size=take, replace=False)) if take < n else live
+        ann = CoarseIndex.train(self._vecs.gather(sample), nlist, trained_on=n)
+        vecs = self._vecs.view()
+        block = max(1, _BUILD_BLOCK // self.dim)
+        for start in range(0, n, block):
+            part = live[start : start + block]
+            ann.add(part, np.asarray(vecs[part]))
+        return ann
 
     def remove(self, keys: np.ndarray) -> None:
         """Remove keys (tombstones); unknown keys are ignored.
@@ -572,94 +615,15 @@ class VectorIndex:
             self._live[slots] = False
             self._n_live -= slots.shape[0]
             self._map.delete(gone_keys)
-            self._live_slots = None
-            if self._graph is not None:
-                for k in gone_keys.tolist():
-                    self._graph.mark_deleted(_label(k))
-                    self._graph_dead.add(k)
-
-    def _fit_projection(self) -> np.ndarray | None:
-        """(dim, r) float32: top-r eigenvectors of the second-moment matrix of a sample of
-        live rows, or None when the field is small enough to search unprojected."""
-        r = self.compact_dim
-        if self.dim <= 1.5 * r:
-            return None
-        live = self._live_slot_array()
-        rng = np.random.default_rng(self.dim)  # deterministic: same rows, same projection
-        sample = np.sort(rng.choice(live, size=min(live.shape[0], _PROJECTION_SAMPLE), replace=False))
-        rows = np.asarray(self._vecs.view()[sample], dtype=np.float64)
-        _, eigvecs = np.linalg.eigh(rows.T @ rows)
-        return np.ascontiguousarray(eigvecs[:, ::-1][:, :r], dtype=np.float32)
-
-    def _build_graph(self) -> None:
-        """Fit the projection, write the compact rows and build the HNSW graph over the live
-        rows (called with the write lock held)."""
-        self._proj = self._fit_projection()
-        if self._proj is not None:
-            self._files["projection"] = None
-            compact = self._new_rows("compact", self._proj.shape[1], "<f4")
-            vecs = self._vecs.view()
-            block = max(1, _BUILD_BLOCK // self.dim)
-            for start in range(0, vecs.shape[0], block):
-                compact.append(np.asarray(vecs[start : start + block]) @ self._proj)
-            self._compact = compact
-        graph_dim = self.dim if self._proj is None else self._proj.shape[1]
-        graph = hnswlib.Index(space="ip", dim=graph_dim)
-        graph.init_index(
-            max_elements=max(self._n_live, _MIN_CAPACITY),
-            M=self.M,
-            ef_construction=self.ef_construction,
-            random_seed=100,
-            allow_replace_deleted=True,
-        )
-        graph.set_ef(self.ef_search)
-        live = self._live_slot_array()
-        source = self._graph_rows()
-        keys = self._keys.view()[:, 0]
-        block = max(1, _BUILD_BLOCK // graph_dim)
-        for start in range(0, live.shape[0], block):
-            part = live[start : start + block]
-            graph.add_items(np.asarray(source[part]), np.asarray(keys[part]).view(np.uint64))
-        self._graph = graph
-        self._graph_dead = set()
-
-    def _graph_rows(self) -> np.ndarray:
-        """The rows the graph indexes: compact ones when projected, else the full vectors."""
-        return self._vecs.view() if self._compact is None else self._compact.view()
-
-    def _graph_add(self, keys: np.ndarray, vectors: np.ndarray, old: np.ndarray) -> None:
-        graph = self._graph
-        assert graph is not None
-        update = old.copy()
-        if self._graph_dead:
-            for i in np.flatnonzero(~old).tolist():
-                k = int(keys[i])
-                if k in self._graph_dead:
-                    self._graph_dead.discard(k)
-                    try:
-                        graph.unmark_deleted(_label(k))
-                    except RuntimeError:
-                        continue  # its point was reused by another key: add it afresh
-                    update[i] = True
-        if update.any():
-            # Existing label: hnswlib moves the point and repairs its links (updatePoint).
-            graph.add_items(vectors[update], keys[update].view(np.uint64))
-        fresh = ~update
-        n_fresh = int(fresh.sum())
-        if n_fresh:
-            needed = graph.element_count + n_fresh
-            if needed > graph.max_elements:
-                graph.resize_index(max(needed, int(graph.max_elements * _GROWTH)))
-            graph.add_items(vectors[fresh], keys[fresh].view(np.uint64), replace_deleted=True)
-        if graph.element_count == self._n_live:
-            self._graph_dead.clear()  # no deleted point left in the graph
+            self._changed()
 
     def compact(self) -> int:
         """Rewrite the rows without tombstones; returns the number of rows reclaimed.
 
         Copies the live rows to new files block by block (bounded memory) while searches go on
-        (writers wait), then swaps them in and, for an index on disk, saves it, so the old
-        files are deleted. Keys, vectors and the graph are unchanged: graph labels are keys.
+        (writers wait), then swaps them in, renumbers the IVF's ids to the new slots (one pass
+        over its codes; its cells are kept) and, for an index on disk, saves it, so the old
+        files are deleted.
 
         Raises:
             RuntimeError: the directory is owned by another process (``read_only``).
@@ -676,15 +640,16 @@ class VectorIndex:
                 self._gen += 1
                 vecs = self._copy_rows(self._vecs, "vectors", live)
                 keys = self._copy_rows(self._keys, "keys", live)
-                compact = None if self._compact is None else self._copy_rows(self._compact, "compact", live)
             with self._lock.write():
                 n = live.shape[0]
-                self._vecs, self._keys, self._compact = vecs, keys, compact
+                if self._ann is not None:
+                    self._ann.renumber(_renumbering(live, self._vecs.rows))
+                self._vecs, self._keys = vecs, keys
                 self._live = np.zeros(max(n, vecs.capacity), dtype=bool)
                 self._live[:n] = True
                 self._map = _KeyMap()
                 self._map.set(np.asarray(keys.view()[:, 0], dtype=np.int64), np.arange(n, dtype=np.int64), n)
-                self._live_slots = None
+                self._changed()
         if self._dir is not None:
             self.save()
         return int(reclaimed)
@@ -741,63 +706,50 @@ class VectorIndex:
             n = self._n_live
             if n == 0 or k == 0:
                 return _empty(SearchPath.EMPTY)
-            graph = self._graph if n >= self.hnsw_min_size else None
-            zq = q if self._proj is None else q @ self._proj
-            # Unprojected graph candidates are already ranked by the full vectors; projected
-            # ones need a deeper pool for the exact re-rank to recover the true top-k.
-            fetch_all = k if self._proj is None else max(self.ef_search, _pool(k))
+            ann = self._ann if n >= self.ann_min_size else None
 
             if allowed_keys is None:
                 live = self._live_slot_array()
-                if graph is None:
+                if ann is None:
                     return (*self._exact(q, k, live), SearchPath.EXACT)
-                if fetch_all > HNSW_MAX_FETCH_FRACTION * n:
-                    return (*self._candidates(q, zq, k, live), self._scan_path(False))
-                hit = self._graph_query(graph, zq, fetch_all)
-                if hit is None:
-                    return (*self._candidates(q, zq, k, live), self._scan_path(False))
-                return (*self._finish(hit, q, k), SearchPath.HNSW)
+                # Tombstoned slots stay in the IVF until compaction: exclude them in the scan.
+                members = self._live_bitmap() if ann.ntotal > n else None
+                hit = self._ann_query(ann, q, _pool(k), 1.0, members)
+                if hit.shape[0] < min(k, n):
+                    return (*self._exact(q, k, live), SearchPath.EXACT)
+                return (*self._finish(hit, q, k), SearchPath.IVF)
 
             slots = self._map.lookup(allowed_keys)
             slots = slots[slots >= 0]
-            m = slots.shape[0]
+            m = slots.shape[0]  # duplicates (repeated allowed keys) only make the share look larger
             if m == 0:
                 return _empty(SearchPath.EMPTY)
-            if graph is None or m <= EXACT_MAX_ROWS:
+            if ann is None or m <= EXACT_MAX_ROWS:
                 return (*self._exact(q, k, slots), SearchPath.EXACT_FILTERED)
-            s = m / n
-            fetch = max(math.ceil(OVERFETCH * k / s), self.ef_search, fetch_all)
-            if (
-                s < HNSW_MIN_SELECTIVITY
-                or m <= EXACT_ROWS_PER_FETCH * fetch
-                or fetch > HNSW_MAX_FETCH_FRACTION * n
-            ):
-                return (*self._candidates(q, zq, k, slots), self._scan_path(True))
-            hit = self._graph_query(graph, zq, fetch)
-            if hit is not None:
-                mask = np.zeros(self._vecs.rows, dtype=bool)
-                mask[slots] = True
+            share = m / n
+            mask = np.zeros(self._vecs.rows, dtype=bool)
+            mask[slots] = True
+            if share >= POSTFILTER_MIN_SHARE:
+                # Broad filter: unfiltered candidates from POSTFILTER_PROBES times the cells,
+                # deep enough that about _pool(k) of them pass.
+                members = self._live_bitmap() if ann.ntotal > n else None
+                hit = self._ann_query(ann, q, math.ceil(_pool(k) / share), 1.0 / POSTFILTER_PROBES, members)
                 hit = hit[mask[hit]]
-                if hit.shape[0] >= k:
-                    return (*self._finish(hit, q, k), SearchPath.HNSW_FILTERED)
-            return (*self._candidates(q, zq, k, slots), SearchPath.HNSW_FALLBACK)
+                if hit.shape[0] >= min(k, m):
+                    return (*self._finish(hit, q, k), SearchPath.IVF_FILTERED)
+            hit = self._ann_query(ann, q, _pool(k), math.sqrt(share), np.packbits(mask, bitorder="little"))
+            if hit.shape[0] < min(k, m):
+                return (*self._exact(q, k, slots), SearchPath.EXACT_FILTERED)
+            return (*self._finish(hit, q, k), SearchPath.IVF_FILTERED)
 
-    def _scan_path(self, filtered: bool) -> str:
-        if self._compact is None:
-            return SearchPath.EXACT_FILTERED if filtered else SearchPath.EXACT
-        return SearchPath.COMPACT_FILTERED if filtered else SearchPath.COMPACT
-
-    def _graph_query(self, graph: hnswlib.Index, q: np.ndarray, fetch: int) -> np.ndarray | None:
-        """Slots of up to ``fetch`` graph neighbours, or None if hnswlib cannot fill the request."""
-        # hnswlib searches with a beam of max(ef, k), so a large request widens the beam
-        # without touching the shared ef setting.
-        try:
-            labels, _ = graph.knn_query(q, k=min(fetch, self._n_live), num_threads=1)
-        except RuntimeError:
-            # hnswlib raises when deleted points leave it fewer than k reachable results.
-            return None
-        slots = self._map.lookup(labels[0].view(np.int64))
-        return slots[slots >= 0]
+    def _ann_query(
+        self, ann: CoarseIndex, q: np.ndarray, count: int, widen: float, members: np.ndarray | None
+    ) -> np.ndarray:
+        """Slots of ``count`` IVF candidates (among ``members``), probing ``1 / widen`` times the
+        cells an unfiltered query probes."""
+        per_cell = max(1.0, ann.ntotal / ann.nlist)
+        probes = max(MIN_PROBES, math.ceil(self.probe_share * ann.nlist), math.ceil(_PROBE_MARGIN * count / per_cell))
+        return ann.search(q, count, math.ceil(probes / widen), members)
 
     def _finish(self, slots: np.ndarray, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         slots = np.unique(slots)
@@ -807,21 +759,6 @@ class VectorIndex:
         top = _order(keys, sims, k)
         return keys[top], sims[top]
 
-    def _candidates(
-        self, q: np.ndarray, zq: np.ndarray, k: int, slots: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Top-k over the rows ``slots``: a scan of the compact rows for the best
-        ``_pool(k)``, re-ranked exactly; an exact scan when
-        the index is not projected."""
-        if self._compact is None:
-            return self._exact(q, k, slots)
-        want = _pool(k)
-        scores = self._scan(self._compact.view(), zq, slots)
-        total = scores.shape[0]
-        if want < total:
-            slots = slots[np.argpartition(scores, total - want)[total - want :]]
-        return self._finish(slots, q, k)
-
     def _exact(self, q: np.ndarray, k: int, slots: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Exact top-k over the rows ``slots`` (full-precision vectors)."""
         vecs = self._vecs.view()
@@ -829,6 +766,8 @@ class VectorIndex:
             scores = self._scan(vecs, q)[slots]
         else:
             scores = self._scan(vecs, q, slots)
+        if _mapped_bytes() > MAPPED_BUDGET:
+            self._vecs.release()
         total = scores.shape[0]
         if k < total:
             top = np.argpartition(scores, total - k)[total - k :]
@@ -922,35 +861,28 @@ class VectorIndex:
         assert self._dir is not None
         self._gen += 1
         gen = self._gen
-        for rows in (self._vecs, self._keys, self._compact):
-            if rows is not None:
-                rows.trim()
+        for rows in (self._vecs, self._keys):
+            rows.trim()
         files = dict(self._files)
         n = self._vecs.rows
         files["live"] = f"live.{gen}.u8"
         _write_file(self._dir / files["live"], self._live[:n].astype(np.uint8).tobytes())
-        if self._proj is not None:
-            files["projection"] = f"projection.{gen}.f32"
-            _write_file(self._dir / files["projection"], self._proj.astype("<f4").tobytes())
+        trained_on, fit = 0, 0.0
+        if self._ann is not None:
+            files["ann"] = f"ann.{gen}.faiss"
+            self._ann.save(self._dir / files["ann"])
+            _fsync_file(self._dir / files["ann"])
+            trained_on, fit = self._ann.trained_on, self._ann.fit
         else:
-            files["projection"] = None
-        if self._graph is not None:
-            files["graph"] = f"graph.{gen}.hnsw"
-            self._graph.save_index(str(self._dir / files["graph"]))
-            _fsync_file(self._dir / files["graph"])
-        else:
-            files["graph"] = None
-        if self._compact is None:
-            files["compact"] = None
+            files["ann"] = None
         write_meta(
             self._dir,
             {
                 "dim": self.dim,
-                "hnsw_min_size": self.hnsw_min_size,
-                "M": self.M,
-                "ef_construction": self.ef_construction,
-                "ef_search": self.ef_search,
-                "compact_dim": self.compact_dim,
+                "ann_min_size": self.ann_min_size,
+                "probe_share": self.probe_share,
+                "ann_trained_on": trained_on,
+                "ann_fit": fit,
                 "watermark": int(self.watermark),
                 "slots": n,
                 "live": self._n_live,
@@ -963,36 +895,26 @@ class VectorIndex:
 
     def _export(self, target: Path) -> VectorIndex:
         """A compacted copy of this index in ``target`` (called under the read lock)."""
-        copy = VectorIndex(
-            self.dim,
-            directory=target,
-            hnsw_min_size=self.hnsw_min_size,
-            M=self.M,
-            ef_construction=self.ef_construction,
-            ef_search=self.ef_search,
-            compact_dim=self.compact_dim,
-        )
+        copy = VectorIndex(self.dim, directory=target, ann_min_size=self.ann_min_size, probe_share=self.probe_share)
         live = self._live_slot_array()
         n = live.shape[0]
         copy._vecs = self._vecs.copy_to(target / str(copy._files["vectors"]), live)
         copy._keys = self._keys.copy_to(target / str(copy._files["keys"]), live)
-        if self._compact is not None:
-            copy._files["compact"] = f"compact.{copy._gen}.f32"
-            copy._compact = self._compact.copy_to(target / copy._files["compact"], live)
-        copy._proj = self._proj
         copy._live = np.ones(n, dtype=bool)
         copy._n_live = n
         copy._map.set(np.asarray(copy._keys.view()[:, 0], dtype=np.int64), np.arange(n, dtype=np.int64), n)
-        copy._graph = self._graph  # saved by copy._save_own; labels are keys, slots do not matter
+        if self._ann is not None:
+            copy._ann = self._ann.clone()
+            copy._ann.renumber(_renumbering(live, self._vecs.rows))
         copy.watermark = self.watermark
         copy._save_own()
-        copy._graph = None
+        copy._ann = None
         return copy
 
     @classmethod
     def load(cls, directory: Path | str) -> VectorIndex:
         """Open an index saved by :meth:`save`: the row files are memory-mapped (not read), the
-        keys and tombstones read, the graph loaded by hnswlib (``graph_loaded`` is then True).
+        keys and tombstones read, the IVF read into RAM (``ann_loaded`` is then True).
 
         The index owns the directory (an exclusive ``flock`` on ``directory/lock``) until
         :meth:`close`; if another process (or object) owns it, it opens ``read_only``: the
@@ -1010,20 +932,17 @@ class VectorIndex:
         try:
             return cls._load(directory, meta)
         except (KeyError, TypeError, RuntimeError) as e:
-            # hnswlib reports a bad graph as RuntimeError.
+            # FAISS reports a bad file as RuntimeError.
             raise ValueError(f"{directory}: corrupt vector index ({e!r})") from None
 
     @classmethod
     def _load(cls, directory: Path, meta: dict) -> VectorIndex:
         index = cls.__new__(cls)
         index.dim = int(meta["dim"])
-        index.hnsw_min_size = int(meta["hnsw_min_size"])
-        index.M = int(meta["M"])
-        index.ef_construction = int(meta["ef_construction"])
-        index.ef_search = int(meta["ef_search"])
-        index.compact_dim = int(meta["compact_dim"])
+        index.ann_min_size = int(meta["ann_min_size"])
+        index.probe_share = float(meta["probe_share"])
         index.watermark = int(meta["watermark"])
-        index.graph_loaded = False
+        index.ann_loaded = False
         index._lock = _RWLock()
         index._write_gate = threading.Lock()
         index._dir = directory
@@ -1042,36 +961,21 @@ class VectorIndex:
         index._live = np.zeros(max(n, index._vecs.capacity), dtype=bool)
         index._live[:n] = live.astype(bool)
         index._live_slots = None
+        index._live_bits = None
         index._n_live = int(index._live.sum())
         if index._n_live != int(meta["live"]):
             raise ValueError(f"{directory}: {index._n_live} live slots, header says {meta['live']}")
-        index._proj = None
-        index._compact = None
-        if files.get("projection"):
-            proj = np.fromfile(directory / files["projection"], dtype="<f4")
-            r = proj.shape[0] // index.dim
-            if proj.shape[0] != index.dim * r or r == 0:
-                raise ValueError(f"{directory}: projection of {proj.shape[0]} floats for dim {index.dim}")
-            index._proj = proj.reshape(index.dim, r).astype(np.float32)
-            index._compact = RowFile(directory / files["compact"], r, "<f4", n, private=private)
         index._map = _KeyMap()
         live_slots = index._live_slot_array()
         index._map.set(np.asarray(index._keys.view()[live_slots, 0], dtype=np.int64), live_slots, index._n_live)
-        index._graph = None
-        index._graph_dead = set()
-        if files.get("graph"):
-            gdim = index.dim if index._proj is None else index._proj.shape[1]
-            graph = hnswlib.Index(space="ip", dim=gdim)
-            graph.load_index(str(directory / files["graph"]), max_elements=0, allow_replace_deleted=True)
-            if graph.dim != gdim:
-                raise ValueError(f"{directory}: graph dimension {graph.dim} != {gdim}")
-            graph.set_ef(index.ef_search)
-            index._graph = graph
-            index.graph_loaded = True
-            if graph.element_count > index._n_live:
-                # Points of removed keys stay in the graph, marked deleted.
-                live_keys = set(index._keys.view()[live_slots, 0].tolist())
-                index._graph_dead = set(graph.get_ids_list()) - live_keys
+        index._ann = None
+        index._added, index._added_fit = 0, 0.0
+        if files.get("ann"):
+            ann = CoarseIndex.load(directory / files["ann"], int(meta["ann_trained_on"]), float(meta["ann_fit"]))
+            if ann.dim != index.dim or ann.ntotal < index._n_live:
+                raise ValueError(f"{directory}: IVF of {ann.ntotal} x {ann.dim}-d codes for {index._n_live} x {index.dim}-d rows")
+            index._ann = ann
+            index.ann_loaded = True
         return index
 
 
@@ -1083,9 +987,22 @@ def _pool(k: int) -> int:
     return max(RERANK_MIN, RERANK_PER_K * min(k, 10) + 2 * max(0, k - 10))
 
 
-def _label(key: int) -> int:
-    # hnswlib labels are unsigned 64-bit; negative keys travel as their two's complement.
-    return key & 0xFFFF_FFFF_FFFF_FFFF
+def _mapped_bytes() -> int:
+    """File-backed and shared resident bytes of this process (``/proc/self/statm``, field 3;
+    0 where there is no procfs)."""
+    try:
+        with open("/proc/self/statm", "rb") as f:
+            return int(f.read().split()[2]) * _PAGE_SIZE
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
+def _renumbering(live: np.ndarray, slots: int) -> np.ndarray:
+    """``(slots,)`` int64: the new slot of every old slot once ``live`` (sorted) are packed to
+    the front, -1 for the others."""
+    out = np.full(slots, -1, dtype=np.int64)
+    out[live] = np.arange(live.shape[0], dtype=np.int64)
+    return out
 
 
 def _empty(path: str) -> tuple[np.ndarray, np.ndarray, str]:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from .base import Store
 from .embedded import EmbeddedStore
-from .post_index import GraphPostIndex, PostIndex
+from .post_index import AnnPostIndex, PostIndex
 
 __all__ = ["EMBEDDED", "describe_store", "open_post_index", "open_store"]
 
@@ -55,10 +55,10 @@ def describe_store(spec: str) -> str:
 def open_post_index(store: Store) -> PostIndex:
     """The candidate stage of creator search for ``store``'s backend: ``MilvusPostIndex`` (the
     posts' embeddings copied to Milvus; profiles stay in ``creators.db``) on a ``MilvusStore``,
-    else ``GraphPostIndex`` (in-process graphs)."""
+    else ``AnnPostIndex`` (in-process IVFs)."""
     milvus = sys.modules.get(f"{__package__}.milvus")  # loaded by open_store for a Milvus URI
     if milvus is not None and isinstance(store, milvus.MilvusStore):
         from .milvus_posts import MilvusPostIndex
 
         return MilvusPostIndex(store)
-    return GraphPostIndex()
+    return AnnPostIndex()

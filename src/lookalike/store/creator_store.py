@@ -236,36 +236,66 @@ class CreatorStore(SQLiteStore):
             Conflict: a post id that belongs to another creator of the platform.
             ModelMismatch: another model or embedding size than the stored posts'.
         """
-        platform, user_id = creator.platform, creator.user_id
-        if platform not in PLATFORMS:
-            raise InvalidParameter(f"platform: must be one of {', '.join(PLATFORMS)}")
-        vectors = [self._check_post(creator, record, vector) for record, _, vector in posts]
-        listed = [record.post_id for record, _, _ in posts]
-        if len(set(listed)) != len(listed):
-            raise InvalidParameter(f"creator '{user_id}': post ids must be unique")
+        return self.upsert_creators([(creator, posts, content_hash)], model_id)[0]
+
+    def upsert_creators(
+        self, items: Sequence[tuple[CreatorRecord, Sequence[PostUpsert], str]], model_id: str
+    ) -> list[UpsertReport]:
+        """:meth:`upsert_creator` for several creators in one transaction (bulk loads: one
+        commit, so one fsync, per batch instead of per creator). All or none are written.
+
+        Args:
+            items: (creator, posts, content_hash) as for :meth:`upsert_creator`.
+            model_id: the model that computed the embeddings.
+
+        Raises:
+            As :meth:`upsert_creator`, for the first item that fails (nothing is written).
+        """
+        checked = []
+        for creator, posts, content_hash in items:
+            platform, user_id = creator.platform, creator.user_id
+            if platform not in PLATFORMS:
+                raise InvalidParameter(f"platform: must be one of {', '.join(PLATFORMS)}")
+            vectors = [self._check_post(creator, record, vector) for record, _, vector in posts]
+            listed = [record.post_id for record, _, _ in posts]
+            if len(set(listed)) != len(listed):
+                raise InvalidParameter(f"creator '{user_id}': post ids must be unique")
+            checked.append((creator, posts, content_hash, vectors, listed))
+        reports = []
         with self._write() as conn:
-            self._check_model(conn, model_id, [v for v in vectors if v is not None])
-            self._check_owners(conn, platform, user_id, listed)
-            self._write_profile(conn, creator, content_hash)
-            stored = self._hashes(conn, platform, user_id)
-            counts = {"added": 0, "updated": 0, "kept": 0}
-            for (record, sha, _), vector in zip(posts, vectors, strict=True):
-                old = stored.get(record.post_id)
-                kind = "added" if old is None else "kept" if old == sha else "updated"
-                if vector is None and kind != "kept":
-                    raise InvalidParameter(
-                        f"post '{record.post_id}': an embedding is required for a new or changed image"
-                    )
-                self._write_post(conn, platform, record, sha, vector)
-                counts[kind] += 1
-            keep = set(listed)
-            gone = [p for p in stored if p not in keep]
-            for chunk in _chunks(gone):
-                conn.execute(
-                    f"DELETE FROM posts WHERE platform = ? AND post_id IN ({','.join('?' * len(chunk))})",
-                    (platform, *chunk),
+            self._check_model(conn, model_id, [v for c in checked for v in c[3] if v is not None])
+            for creator, posts, content_hash, vectors, listed in checked:
+                reports.append(self._upsert(conn, creator, posts, content_hash, vectors, listed))
+            for platform in sorted({c[0].platform for c in checked}):
+                self._bump(conn, platform)
+        return reports
+
+    def _upsert(
+        self, conn: sqlite3.Connection, creator: CreatorRecord, posts: Sequence[PostUpsert], content_hash: str,
+        vectors: list[np.ndarray | None], listed: list[str],
+    ) -> UpsertReport:
+        """One creator's writes inside an open transaction (see :meth:`upsert_creator`)."""
+        platform, user_id = creator.platform, creator.user_id
+        self._check_owners(conn, platform, user_id, listed)
+        self._write_profile(conn, creator, content_hash)
+        stored = self._hashes(conn, platform, user_id)
+        counts = {"added": 0, "updated": 0, "kept": 0}
+        for (record, sha, _), vector in zip(posts, vectors, strict=True):
+            old = stored.get(record.post_id)
+            kind = "added" if old is None else "kept" if old == sha else "updated"
+            if vector is None and kind != "kept":
+                raise InvalidParameter(
+                    f"post '{record.post_id}': an embedding is required for a new or changed image"
                 )
-            self._bump(conn, platform)
+            self._write_post(conn, platform, record, sha, vector)
+            counts[kind] += 1
+        keep = set(listed)
+        gone = [p for p in stored if p not in keep]
+        for chunk in _chunks(gone):
+            conn.execute(
+                f"DELETE FROM posts WHERE platform = ? AND post_id IN ({','.join('?' * len(chunk))})",
+                (platform, *chunk),
+            )
         return UpsertReport(added=counts["added"], updated=counts["updated"], removed=len(gone), kept=counts["kept"])
 
     @staticmethod

@@ -5,10 +5,10 @@ of machine exact search over a pre-gathered filtered subset costs well under a m
 at 1% of 200k vectors and has recall 1.0, while HNSW alone loses recall under selective
 filters (faiss HNSW: 0.30 at 1%). So SQLite holds the truth (ACID, WAL, no server) and a
 ``VectorIndex`` per library and field plans each query: exact over the rows that pass a
-selective filter, HNSW (hnswlib) over compact 256-d projections with an exact re-rank
+selective filter, an inverted file of 8-bit codes (FAISS IVF-SQ8) with an exact re-rank
 otherwise. The index is a cache of SQLite: its rows live in append-only memory-mapped files under
 ``index_dir/<library id>/<field>/`` (``lookalike.index.persist``), saved with the change counter
-they reflect, so opening a library maps them, loads the saved graph and reads from SQLite only the
+they reflect, so opening a library maps them, loads the saved IVF and reads from SQLite only the
 records plus the vectors changed since. One process owns a library's index files at a time (a
 lock file); another process that opens the library (a CLI search while the server runs) keeps
 its changes in its own memory.
@@ -90,8 +90,8 @@ class EmbeddedStore:
     Args:
         db_path: SQLite database file.
         index_dir: where vector indexes live (``<library id>/<field>/``, one directory each).
-        index_options: keyword arguments for new ``VectorIndex`` objects (``hnsw_min_size``,
-            ``compact_dim``, ...): tests and benchmarks shrink them; the defaults suit serving.
+        index_options: keyword arguments for new ``VectorIndex`` objects (``ann_min_size``,
+            ``probe_share``): tests and benchmarks shrink them; the defaults suit serving.
     """
 
     def __init__(self, db_path: Path, index_dir: Path, *, index_options: dict[str, Any] | None = None) -> None:
@@ -112,7 +112,7 @@ class EmbeddedStore:
             state = self._states.get(name)
             opening = self._opening.setdefault(name, threading.Lock())
         if state is None or state.library_id != library_id:
-            # Opening a large library builds its HNSW graph (tens of seconds): hold only this
+            # Opening a large library builds its IVF (tens of seconds): hold only this
             # library's lock meanwhile, so searches of other libraries go on.
             with opening:
                 with self._lock:
@@ -199,15 +199,15 @@ class EmbeddedStore:
             self._compactor.start()
 
     def index_stats(self, library: str) -> dict[str, dict[str, object]]:
-        """Per field: ``live`` and ``slots`` (rows incl. tombstones), ``graph`` (built or loaded),
-        ``graph_loaded`` (read from disk, not built), ``projected``, ``owner`` (this process owns
+        """Per field: ``live`` and ``slots`` (rows incl. tombstones), ``ann`` (IVF built or loaded),
+        ``ann_loaded`` (read from disk, not built), ``owner`` (this process owns
         the index files; False when another process does and changes stay in memory). Opens the
         library if needed. Raises ``LibraryNotFound``."""
         state = self._state(library)
         return {
             f: {
-                "live": len(ix), "slots": ix.slots, "graph": ix.has_graph, "graph_loaded": ix.graph_loaded,
-                "projected": ix.projected, "owner": not (ix.read_only or ix.directory is None),
+                "live": len(ix), "slots": ix.slots, "ann": ix.has_ann, "ann_loaded": ix.ann_loaded,
+                "owner": not (ix.read_only or ix.directory is None),
             }
             for f, ix in state.indexes.items()
         }
@@ -231,7 +231,7 @@ class EmbeddedStore:
             return sum(ix.compact() for ix in state.indexes.values())
 
     def warm(self, library: str) -> None:
-        """Load a library's rows and vectors (and build its HNSW graph if it is large), so the
+        """Load a library's rows and vectors (and build its IVF if it is large), so the
         first search does not pay for it. Raises ``LibraryNotFound``."""
         self._state(library)
 

@@ -13,7 +13,7 @@ Sync: the creator store bumps a platform's ``version`` on every import or delete
 another process). On the first search of a new version the rows are upserted with the new
 ``gen`` and rows past the new count deleted; searches always filter on ``gen == version`` so a
 row of another version never answers. While that happens (in a background thread when
-serving) ``top_posts`` answers None and the search scans exactly, as ``GraphPostIndex`` does.
+serving) ``top_posts`` answers None and the search scans exactly, as ``AnnPostIndex`` does.
 
 Filters: the counted rows (posts passing the profile and post filters) are sent as
 ``row in [...]`` (or ``row not in [...]``, whichever list is shorter); past ``MAX_EXPR_ROWS``
@@ -90,17 +90,18 @@ class MilvusPostIndex:
                 return None
             expr = f"{expr} and {rows_expr}"
         store = self._store
+        query = np.asarray(vector, dtype=np.float32)
         with store._milvus():
             coll = self._collection(snapshot)
             ef = min(MAX_EF, max(SEARCH_EF, EF_PER_LIMIT * limit))
             result = coll.search(
-                data=[np.asarray(vector, dtype=np.float32).tolist()], anns_field="vec",
+                data=[query.tolist()], anns_field="vec",
                 param={"metric_type": "IP", "params": {"ef": ef}}, limit=limit, expr=expr,
                 output_fields=[], consistency_level="Session", timeout=store._t,
             )
         rows = np.asarray(list(result[0].ids), dtype=np.int64)
         # Exact cosines, as the exact scan computes them (row by row over the same float32 data).
-        cosines = (snapshot.posts.vectors[rows] @ np.asarray(vector, dtype=np.float32)).astype(np.float32)
+        cosines = (snapshot.posts.vectors[rows] @ query).astype(np.float32)
         order = np.lexsort((rows, -cosines))
         return rows[order], cosines[order]
 

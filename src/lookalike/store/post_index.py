@@ -2,11 +2,11 @@
 
 ``PostIndex`` is the seam: creator search asks it for the ``limit`` counted posts most similar
 to the query and ranks creators from those (``service.creators.candidates``), so another engine
-(Milvus) can answer the same question. ``GraphPostIndex`` is the embedded implementation: a
-``VectorIndex`` per platform over the snapshot's post vectors (searched in place; HNSW over
-compact 256-d projections, candidates re-ranked exactly; filters that pass few posts scanned
-exactly), rebuilt in a background thread when the snapshot changes. Until the index of the
-current snapshot is ready it answers None and the search scans every counted post exactly.
+(Milvus) can answer the same question. ``AnnPostIndex`` is the embedded implementation: a
+``VectorIndex`` per platform over the snapshot's post vectors (searched in place; an IVF of
+8-bit codes, candidates re-ranked exactly; filters that pass few posts scanned exactly),
+rebuilt in a background thread when the snapshot changes. Until the index of the current
+snapshot is ready it answers None and the search scans every counted post exactly.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ class PostIndex(Protocol):
 
         Returns:
             (rows (m,) int64, cosines (m,) float32), cosine descending, m = min(limit, c); the
-            cosines are exact, the set approximate (graph recall).
+            cosines are exact, the set approximate (IVF recall).
         """
         ...
 
@@ -114,21 +114,21 @@ class VersionedBuilds(Generic[T]):
             self._on_failure(snapshot)
 
 
-class GraphPostIndex:
-    """``PostIndex`` over in-process ``VectorIndex`` graphs, one per platform and snapshot version.
+class AnnPostIndex:
+    """``PostIndex`` over in-process ``VectorIndex`` IVFs, one per platform and snapshot version.
 
     Args:
         min_posts: platforms with fewer posts answer None (scanned exactly).
         background: build in a background thread (serving) or in the calling thread (tests,
             benchmarks: the first call then returns an answer).
-        index_options: ``VectorIndex`` keyword arguments (``hnsw_min_size`` defaults to
-            ``min_posts`` so the graph exists once the platform is indexed).
+        index_options: ``VectorIndex`` keyword arguments (``ann_min_size`` defaults to
+            ``min_posts`` so the IVF exists once the platform is indexed).
     """
 
     def __init__(self, min_posts: int = MIN_INDEXED_POSTS, *, background: bool = True,
                  index_options: dict[str, int] | None = None) -> None:
         self._min_posts = int(min_posts)
-        self._options = {"hnsw_min_size": self._min_posts, **(index_options or {})}
+        self._options = {"ann_min_size": self._min_posts, **(index_options or {})}
         self._indexes = VersionedBuilds(self._build, background=background,
                                         thread_name="lookalike-post-index")
 
@@ -138,7 +138,7 @@ class GraphPostIndex:
         index = self._index(snapshot)
         if index is None:
             return None
-        everything = len(counted) == len(snapshot.posts)  # no filter: the unfiltered graph path
+        everything = len(counted) == len(snapshot.posts)  # no filter: the unfiltered IVF path
         rows, cosines = index.search(vector, limit, None if everything else counted)
         return rows, cosines
 

@@ -19,8 +19,8 @@ scan would give, growing L until they provably are:
   ranking, ``total`` included, is the exact one.
 
 Otherwise L grows fourfold; past a quarter of the counted posts the exact scan is cheaper and
-is used. The candidate set itself is approximate (HNSW recall ~0.98 per post), so a creator
-whose every matching post the graph missed can be missed: measured by
+is used. The candidate set itself is approximate (ANN recall ~0.98 per post), so a creator
+whose every matching post the candidate stage missed can be missed: measured by
 ``benchmarks/scale.py`` (``top6_agreement_vs_exact``). ``total`` is exact only in the
 exhaustive cases; otherwise it counts the matching creators among the candidates (a lower bound).
 """
