@@ -63,7 +63,7 @@ class SearchPath:
 # Share of the IVF cells an unfiltered query probes, and the floor. Measured on 1M clustered
 # 1280-d vectors (benchmarks/scale.py's mixture, 4,096 cells, 200 queries, recall@10 after the
 # exact re-rank; README, Storage at scale): 1.6 / 3.1 / 6.3 / 12.5 % of the cells gave
-# recall@10 PROBE_TABLE_PLACEHOLDER.
+# recall@10 0.897 / 0.943 / 0.976 / 0.988.
 PROBE_SHARE: Final = 0.125
 MIN_PROBES: Final = 16
 # Filters passing more than EXACT_MAX_ROWS rows, a share s of them. Measured at 1M (README,
@@ -502,8 +502,8 @@ class VectorIndex:
         The call that brings the index to ``ann_min_size`` vectors (or ``RETRAIN_GROWTH`` times
         the size the IVF was trained on) (re)builds the IVF before it returns, while searches go
         on with the previous state: k-means on a sample plus one pass assigning every row to a
-        cell, O(n * nlist * dim), measured ~XX s for 1M 1280-d vectors on 2 cores. Other adds
-        assign their rows to cells (~0.1 ms a row at 1M).
+        cell, O(n * nlist * dim), measured 30 s + 59 s for 1M 1280-d vectors into 2,508 cells
+        on 2 cores. Other adds assign their rows to cells the same way (~0.06 ms a row at 1M).
 
         Raises:
             ValueError: shape mismatch, non-finite values or a row that is not unit length.
