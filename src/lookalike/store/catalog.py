@@ -22,7 +22,7 @@ import numpy as np
 
 from ..errors import Conflict, ImageNotFound, LibraryNotFound
 from .base import FIELDS, ImageRecord, ImportReport, LibraryRecord, NewImage
-from .sqlite import SQLiteStore
+from .sqlite import SQLiteStore, chunks
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS libraries (
@@ -248,9 +248,7 @@ class Catalog(SQLiteStore):
         found: set[str] = set()
         with self._read() as conn:
             library_id = self._library_id(conn, library)
-            ids = list(image_ids)
-            for start in range(0, len(ids), 500):  # stay under SQLite's bound-parameter limit
-                chunk = ids[start : start + 500]
+            for chunk in chunks(list(image_ids)):
                 marks = ",".join("?" * len(chunk))
                 rows = conn.execute(
                     f"SELECT image_id FROM images WHERE library_id = ? AND image_id IN ({marks})",
@@ -314,10 +312,9 @@ class Catalog(SQLiteStore):
         ids = list(dict.fromkeys(image_ids))
         with self._read() as conn:
             library_id = self._library_id(conn, library)
-            # One statement per 500 ids (a search re-ranks ~200 candidates): a statement per id
-            # cost ~2 ms more at 200.
-            for start in range(0, len(ids), 500):
-                chunk = ids[start : start + 500]
+            # One statement per IN_LIST_MAX ids (a search re-ranks ~200 candidates): a statement
+            # per id cost ~2 ms more at 200.
+            for chunk in chunks(ids):
                 marks = ",".join("?" * len(chunk))
                 # field is one of FIELDS (checked above), never request text
                 rows = conn.execute(

@@ -17,7 +17,7 @@ import json
 import math
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,7 +32,7 @@ from .creator_types import (
     PostColumns,
     PostRecord,
 )
-from .sqlite import SQLiteStore
+from .sqlite import SQLiteStore, chunks
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (
@@ -86,8 +86,6 @@ _CREATOR_COLUMNS = (
     " account_type, gender, age_group, location_ids, language, has_email, brands, updated_at"
 )
 _POST_COLUMNS = "post_id, user_id, url, thumbnail, created_at, content_type, stats"
-# Stay under SQLite's limit on bound parameters per statement.
-_CHUNK = 500
 
 PostUpsert = tuple[PostRecord, str, "np.ndarray | None"]
 """One listed post for ``upsert_creator``: (record, SHA-256 hex of its image bytes, embedding
@@ -142,11 +140,6 @@ def _post(row: sqlite3.Row) -> PostRecord:
         content_type=row["content_type"],
         stats=json.loads(row["stats"]),
     )
-
-
-def _chunks(values: Sequence[str]) -> Iterator[Sequence[str]]:
-    for start in range(0, len(values), _CHUNK):
-        yield values[start : start + _CHUNK]
 
 
 class CreatorStore(SQLiteStore):
@@ -291,7 +284,7 @@ class CreatorStore(SQLiteStore):
             counts[kind] += 1
         keep = set(listed)
         gone = [p for p in stored if p not in keep]
-        for chunk in _chunks(gone):
+        for chunk in chunks(gone):
             conn.execute(
                 f"DELETE FROM posts WHERE platform = ? AND post_id IN ({','.join('?' * len(chunk))})",
                 (platform, *chunk),
@@ -310,7 +303,7 @@ class CreatorStore(SQLiteStore):
         return v
 
     def _check_owners(self, conn: sqlite3.Connection, platform: str, user_id: str, post_ids: list[str]) -> None:
-        for chunk in _chunks(post_ids):
+        for chunk in chunks(post_ids):
             row = conn.execute(
                 f"SELECT post_id, user_id FROM posts WHERE platform = ? AND user_id != ?"
                 f" AND post_id IN ({','.join('?' * len(chunk))}) LIMIT 1",
@@ -447,7 +440,7 @@ class CreatorStore(SQLiteStore):
         ids = list(dict.fromkeys(user_ids))
         out: dict[str, CreatorRecord] = {}
         with self._read() as conn:
-            for chunk in _chunks(ids):
+            for chunk in chunks(ids):
                 rows = conn.execute(
                     f"SELECT {_CREATOR_COLUMNS} FROM creators WHERE platform = ?"
                     f" AND user_id IN ({','.join('?' * len(chunk))})",
@@ -461,7 +454,7 @@ class CreatorStore(SQLiteStore):
         ids = list(dict.fromkeys(post_ids))
         out: dict[str, PostRecord] = {}
         with self._read() as conn:
-            for chunk in _chunks(ids):
+            for chunk in chunks(ids):
                 rows = conn.execute(
                     f"SELECT {_POST_COLUMNS} FROM posts WHERE platform = ?"
                     f" AND post_id IN ({','.join('?' * len(chunk))})",
@@ -476,7 +469,7 @@ class CreatorStore(SQLiteStore):
         ids = list(dict.fromkeys(user_ids))
         out: dict[str, list[PostRecord]] = {u: [] for u in ids}
         with self._read() as conn:
-            for chunk in _chunks(ids):
+            for chunk in chunks(ids):
                 rows = conn.execute(
                     f"SELECT {_POST_COLUMNS} FROM (SELECT {_POST_COLUMNS}, ROW_NUMBER() OVER"
                     " (PARTITION BY user_id ORDER BY created_at DESC, post_id) AS rank FROM posts"

@@ -12,12 +12,23 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
 #: Seconds a writer waits for another process's write lock before SQLite gives up.
 BUSY_TIMEOUT_S = 30.0
+
+
+#: Most values bound in one ``IN (...)`` list: stays under SQLite's limit on bound parameters
+#: per statement (``SQLITE_MAX_VARIABLE_NUMBER``, 999 before SQLite 3.32).
+IN_LIST_MAX = 500
+
+
+def chunks(values: Sequence[str]) -> Iterator[Sequence[str]]:
+    """``values`` in consecutive slices of at most ``IN_LIST_MAX``, one per ``IN (...)`` statement."""
+    for start in range(0, len(values), IN_LIST_MAX):
+        yield values[start : start + IN_LIST_MAX]
 
 
 #: Owner-only: the databases hold tokens' hashes, index keys and every imported image.
