@@ -9,12 +9,20 @@ from pydantic import BaseModel, Field, StrictBool
 TagFilter = Any  # validated by lookalike.filters.parse_filter, which names the failing path
 
 
-class SearchByImageRequest(BaseModel):
+class _SearchOptions(BaseModel):
+    """Fields every search request shares; each request adds its query."""
+
     library_name: str = Field(description="Library to search.")
-    image_base64: str = Field(description="Query image: base64 JPEG, PNG, WebP or GIF, at most 5 MB.")
     top_k: int = Field(10, ge=1, le=100, description="Number of results, 1..100.")
     tag_filter: TagFilter = Field(None, description="Boolean filter on tags; see the README's tag_filter language.")
     return_image_base64: bool = Field(False, description="Return each result's stored image as base64.")
+    collapse_duplicates: StrictBool = Field(
+        False, description="Return near-identical images (re-encoded, resized copies) once, listing the others' ids."
+    )
+
+
+class SearchByImageRequest(_SearchOptions):
+    image_base64: str = Field(description="Query image: base64 JPEG, PNG, WebP or GIF, at most 5 MB.")
     use_segmentation: StrictBool = Field(
         False, description="Detect up to 5 items in the query, search each, merge the results fairly."
     )
@@ -30,31 +38,14 @@ class SearchByImageRequest(BaseModel):
     text_weight: float | None = Field(
         None, description="0..1, the text's share of a hybrid score (default 0.5 with query_text)."
     )
-    collapse_duplicates: StrictBool = Field(
-        False, description="Return near-identical images (re-encoded, resized copies) once, listing the others' ids."
-    )
 
 
-class SearchByTextRequest(BaseModel):
-    library_name: str
+class SearchByTextRequest(_SearchOptions):
     query_text: str = Field(description="What to look for, e.g. 'a red dress', in any language. general_search only.")
-    top_k: int = Field(10, ge=1, le=100)
-    tag_filter: TagFilter = None
-    return_image_base64: bool = False
-    collapse_duplicates: StrictBool = Field(
-        False, description="Return near-identical images (re-encoded, resized copies) once, listing the others' ids."
-    )
 
 
-class SearchByImageIdRequest(BaseModel):
-    library_name: str = Field(description="Library to search.")
+class SearchByImageIdRequest(_SearchOptions):
     image_id: str = Field(description="A stored image of the library; it is left out of its own results.")
-    top_k: int = Field(10, ge=1, le=100, description="Number of results, 1..100.")
-    tag_filter: TagFilter = Field(None, description="Boolean filter on tags; see the README's tag_filter language.")
-    return_image_base64: bool = Field(False, description="Return each result's stored image as base64.")
-    collapse_duplicates: StrictBool = Field(
-        False, description="Return near-identical images (re-encoded, resized copies) once, listing the others' ids."
-    )
 
 
 class SearchResultOut(BaseModel):
