@@ -712,9 +712,7 @@ class VectorIndex:
                 live = self._live_slot_array()
                 if ann is None:
                     return (*self._exact(q, k, live), SearchPath.EXACT)
-                # Tombstoned slots stay in the IVF until compaction: exclude them in the scan.
-                members = self._live_bitmap() if ann.ntotal > n else None
-                hit = self._ann_query(ann, q, _pool(k), 1.0, members)
+                hit = self._ann_query(ann, q, _pool(k))
                 if hit.shape[0] < min(k, n):
                     return (*self._exact(q, k, live), SearchPath.EXACT)
                 return (*self._finish(hit, q, k), SearchPath.IVF)
@@ -732,24 +730,26 @@ class VectorIndex:
             if share >= POSTFILTER_MIN_SHARE:
                 # Broad filter: unfiltered candidates from POSTFILTER_PROBES times the cells,
                 # deep enough that about _pool(k) of them pass.
-                members = self._live_bitmap() if ann.ntotal > n else None
-                hit = self._ann_query(ann, q, math.ceil(_pool(k) / share), 1.0 / POSTFILTER_PROBES, members)
+                hit = self._ann_query(ann, q, math.ceil(_pool(k) / share), POSTFILTER_PROBES)
                 hit = hit[mask[hit]]
                 if hit.shape[0] >= min(k, m):
                     return (*self._finish(hit, q, k), SearchPath.IVF_FILTERED)
-            hit = self._ann_query(ann, q, _pool(k), math.sqrt(share), np.packbits(mask, bitorder="little"))
+            hit = self._ann_query(ann, q, _pool(k), 1 / math.sqrt(share), np.packbits(mask, bitorder="little"))
             if hit.shape[0] < min(k, m):
                 return (*self._exact(q, k, slots), SearchPath.EXACT_FILTERED)
             return (*self._finish(hit, q, k), SearchPath.IVF_FILTERED)
 
     def _ann_query(
-        self, ann: CoarseIndex, q: np.ndarray, count: int, widen: float, members: np.ndarray | None
+        self, ann: CoarseIndex, q: np.ndarray, count: int, cells: float = 1.0, members: np.ndarray | None = None
     ) -> np.ndarray:
-        """Slots of ``count`` IVF candidates (among ``members``), probing ``1 / widen`` times the
-        cells an unfiltered query probes."""
+        """Slots of ``count`` IVF candidates (among ``members``, live slots by default),
+        probing ``cells`` times the cells an unfiltered query probes."""
+        if members is None and ann.ntotal > self._n_live:
+            # Tombstoned slots stay in the IVF until compaction: exclude them in the scan.
+            members = self._live_bitmap()
         per_cell = max(1.0, ann.ntotal / ann.nlist)
         probes = max(MIN_PROBES, math.ceil(self.probe_share * ann.nlist), math.ceil(_PROBE_MARGIN * count / per_cell))
-        return ann.search(q, count, math.ceil(probes / widen), members)
+        return ann.search(q, count, math.ceil(probes * cells), members)
 
     def _finish(self, slots: np.ndarray, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         slots = np.unique(slots)
