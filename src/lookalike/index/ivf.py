@@ -163,10 +163,6 @@ class CoarseIndex:
     def dim(self) -> int:
         return int(self._index.d)
 
-    def nbytes(self) -> int:
-        """Approximate memory held: codes + ids + centroids (bytes)."""
-        return self.ntotal * (self.dim + 8) + self.nlist * self.dim * 4
-
     def assign(self, vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Cells of ``vectors`` ((n, dim) float32): ``(n,)`` int64 cells and ``(n,)`` float32
         cosines with their centroids. Read-only, so an owner can run it outside its write lock
